@@ -1,0 +1,112 @@
+using System.Net.Sockets;
+using KestrelCluster.Protocol;
+
+namespace KestrelCluster.Supervisor.Accept;
+
+internal readonly record struct BindOutcome(ClusterListener? Listener, SocketError Error, string Message);
+
+// Binds each endpoint the app asks for once, and hands every worker that asks again the same listener,
+// so port 0 means one random port shared by all workers (Node's cluster model).
+internal sealed class ListenerRegistry : IDisposable
+{
+    // Workers track bound listeners in a 64-bit mask.
+    public const int MaxListeners = 64;
+
+    private readonly Lock _lock = new();
+    private readonly Dictionary<string, ClusterListener> _byRequest = new(StringComparer.Ordinal);
+    private readonly List<ClusterListener> _listeners = [];
+    private readonly Action<int, ClusterListener> _onAccepted;
+    private readonly Action<ClusterListener, int> _onAcceptError;
+    private bool _stopped;
+
+    public ListenerRegistry(Action<int, ClusterListener> onAccepted, Action<ClusterListener, int> onAcceptError)
+    {
+        _onAccepted = onAccepted;
+        _onAcceptError = onAcceptError;
+    }
+
+    public IReadOnlyList<ClusterListener> Snapshot()
+    {
+        lock (_lock)
+        {
+            return [.. _listeners];
+        }
+    }
+
+    public BindOutcome GetOrBind(string requested, out bool created)
+    {
+        created = false;
+        if (!EndpointText.TryParse(requested, out var endPoint))
+        {
+            return new BindOutcome(null, SocketError.InvalidArgument, $"'{requested}' is not an endpoint the cluster can listen on");
+        }
+
+        lock (_lock)
+        {
+            if (_stopped)
+            {
+                return new BindOutcome(null, SocketError.Shutdown, "the cluster is stopping");
+            }
+
+            if (_byRequest.TryGetValue(requested, out var existing))
+            {
+                return new BindOutcome(existing, SocketError.Success, existing.BoundText);
+            }
+
+            if (_listeners.Count >= MaxListeners)
+            {
+                return new BindOutcome(null, SocketError.TooManyOpenSockets, $"the cluster serves at most {MaxListeners} endpoints");
+            }
+
+            ClusterListener listener;
+            try
+            {
+                listener = ClusterListener.Bind(_listeners.Count, requested, endPoint);
+            }
+            catch (SocketException ex)
+            {
+                return new BindOutcome(null, ex.SocketErrorCode, $"cannot listen on {Display(endPoint)}: {Describe(ex.SocketErrorCode, ex.Message)}");
+            }
+
+            _listeners.Add(listener);
+            _byRequest[requested] = listener;
+            created = true;
+            listener.Start(_onAccepted, _onAcceptError);
+            return new BindOutcome(listener, SocketError.Success, listener.BoundText);
+        }
+    }
+
+    public void StopAccepting()
+    {
+        List<ClusterListener> listeners;
+        lock (_lock)
+        {
+            _stopped = true;
+            listeners = [.. _listeners];
+        }
+
+        foreach (var listener in listeners)
+        {
+            listener.Stop();
+        }
+    }
+
+    public void Dispose()
+    {
+        StopAccepting();
+        foreach (var listener in Snapshot())
+        {
+            listener.Dispose();
+        }
+    }
+
+    private static string Display(System.Net.EndPoint endPoint) => endPoint is UnixDomainSocketEndPoint ? $"unix:{endPoint}" : endPoint.ToString()!;
+
+    private static string Describe(SocketError error, string message) => error switch
+    {
+        SocketError.AddressAlreadyInUse => "address already in use",
+        SocketError.AccessDenied => "permission denied",
+        SocketError.AddressNotAvailable => "address not available on this machine",
+        _ => message,
+    };
+}

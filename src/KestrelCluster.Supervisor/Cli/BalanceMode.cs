@@ -1,0 +1,6 @@
+namespace KestrelCluster.Supervisor.Cli;
+
+internal enum BalanceMode
+{
+    RoundRobin,
+}

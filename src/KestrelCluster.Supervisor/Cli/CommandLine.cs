@@ -1,0 +1,203 @@
+using System.Globalization;
+
+namespace KestrelCluster.Supervisor.Cli;
+
+internal abstract record ParsedCommand;
+
+internal sealed record HelpCommand(string Text) : ParsedCommand;
+
+internal sealed record VersionCommand : ParsedCommand;
+
+internal sealed record RunCommand(RunOptions Options) : ParsedCommand;
+
+// Parses the kestrel-cluster command line. Every mistake is one CommandLineException with a message
+// that names the offending word, so the user sees a single clear line.
+internal static class CommandLine
+{
+    public const string Usage = """
+        Usage: kestrel-cluster <command> [options]
+
+        Commands:
+          run [options] [--project <path>] [-- <command> [args...]]
+                                  run an ASP.NET Core app as N workers behind one port
+
+        Options for run:
+          --project <path>        a .csproj or its folder: built once (Release), then each worker runs its dll
+          -- <command> [args]     or any command that starts the app (e.g. -- dotnet MyApp.dll)
+                                  with neither, the project in the current folder
+          -w, --workers <N|max>   number of worker processes (default: processor count)
+          -n, --name <name>       cluster name (default: the app's name)
+          --urls <urls>           endpoints for the workers, ';'-separated (sets ASPNETCORE_URLS)
+          --balance <mode>        round-robin (default)
+          --kill-timeout <s>      drain time before a worker is killed (default 30)
+          --ready-timeout <s>     time a new worker has to become ready (default 30)
+
+          -h, --help              show this help
+          --version               show the version
+        """;
+
+    private const int MaxWorkers = 1024;
+
+    public static ParsedCommand Parse(IReadOnlyList<string> args)
+    {
+        if (args.Count == 0)
+        {
+            throw new CommandLineException("no command given. Try 'kestrel-cluster run --help'.");
+        }
+
+        return args[0] switch
+        {
+            "-h" or "--help" or "help" => new HelpCommand(Usage),
+            "--version" => new VersionCommand(),
+            "run" => ParseRun(args.Skip(1).ToList()),
+            var other when other.StartsWith('-') => throw new CommandLineException($"unknown option '{other}'. Try 'kestrel-cluster --help'."),
+            var other => throw new CommandLineException($"unknown command '{other}'. Try 'kestrel-cluster --help'."),
+        };
+    }
+
+    private static ParsedCommand ParseRun(List<string> args)
+    {
+        var options = new RunOptions();
+        for (var i = 0; i < args.Count; i++)
+        {
+            var arg = args[i];
+            if (arg == "--")
+            {
+                options.Command = args[(i + 1)..];
+                if (options.Command.Count == 0)
+                {
+                    throw new CommandLineException("'--' must be followed by the command that starts the app.");
+                }
+
+                break;
+            }
+
+            string name = arg;
+            string? inlineValue = null;
+            var equals = arg.IndexOf('=');
+            if (arg.StartsWith("--", StringComparison.Ordinal) && equals > 2)
+            {
+                name = arg[..equals];
+                inlineValue = arg[(equals + 1)..];
+            }
+
+            string Value()
+            {
+                if (inlineValue is not null)
+                {
+                    return inlineValue;
+                }
+
+                if (i + 1 >= args.Count || args[i + 1] == "--")
+                {
+                    throw new CommandLineException($"option '{name}' needs a value.");
+                }
+
+                return args[++i];
+            }
+
+            switch (name)
+            {
+                case "-h" or "--help":
+                    return new HelpCommand(Usage);
+                case "-w" or "--workers":
+                    options.Workers = ParseWorkers(Value());
+                    break;
+                case "-n" or "--name":
+                    options.Name = ParseName(Value());
+                    break;
+                case "--urls":
+                    options.Urls = ParseUrls(Value());
+                    break;
+                case "--project":
+                    options.Project = NonEmpty(name, Value());
+                    break;
+                case "--balance":
+                    options.Balance = ParseBalance(Value());
+                    break;
+                case "--kill-timeout":
+                    options.KillTimeout = ParseSeconds(name, Value(), allowZero: true);
+                    break;
+                case "--ready-timeout":
+                    options.ReadyTimeout = ParseSeconds(name, Value(), allowZero: false);
+                    break;
+                default:
+                    throw arg.StartsWith('-')
+                        ? new CommandLineException($"unknown option '{arg}' for 'run'. Try 'kestrel-cluster run --help'.")
+                        : new CommandLineException($"unexpected argument '{arg}'. To give the app's command, put it after '--'.");
+            }
+        }
+
+        if (options.Project is not null && options.Command.Count > 0)
+        {
+            throw new CommandLineException("give either --project or a command after '--', not both.");
+        }
+
+        return new RunCommand(options);
+    }
+
+    internal static int ParseWorkers(string value)
+    {
+        if (value == "max")
+        {
+            return Environment.ProcessorCount;
+        }
+
+        if (!int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out var workers) || workers < 1 || workers > MaxWorkers)
+        {
+            throw new CommandLineException($"--workers must be a whole number from 1 to {MaxWorkers}, or 'max'; got '{value}'.");
+        }
+
+        return workers;
+    }
+
+    internal static TimeSpan ParseSeconds(string name, string value, bool allowZero)
+    {
+        if (!double.TryParse(value, NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out var seconds)
+            || double.IsNaN(seconds) || seconds > 86_400 || seconds < 0 || (!allowZero && seconds == 0))
+        {
+            var range = allowZero ? "0 or more" : "more than 0";
+            throw new CommandLineException($"{name} must be a number of seconds, {range} (at most 86400); got '{value}'.");
+        }
+
+        return TimeSpan.FromSeconds(seconds);
+    }
+
+    private static string ParseName(string value)
+    {
+        if (value.Length is 0 or > 64 || value is "." or ".." || !value.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.'))
+        {
+            throw new CommandLineException($"--name must be 1 to 64 letters, digits, '-', '_' or '.'; got '{value}'.");
+        }
+
+        return value;
+    }
+
+    private static string ParseUrls(string value)
+    {
+        var urls = value.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        if (urls.Length == 0)
+        {
+            throw new CommandLineException("--urls needs at least one URL, e.g. http://127.0.0.1:5000.");
+        }
+
+        foreach (var url in urls)
+        {
+            if (!url.StartsWith("http://", StringComparison.OrdinalIgnoreCase) && !url.StartsWith("https://", StringComparison.OrdinalIgnoreCase))
+            {
+                throw new CommandLineException($"--urls: '{url}' is not an http:// or https:// URL.");
+            }
+        }
+
+        return string.Join(';', urls);
+    }
+
+    private static BalanceMode ParseBalance(string value) => value switch
+    {
+        "round-robin" => BalanceMode.RoundRobin,
+        _ => throw new CommandLineException($"--balance must be 'round-robin'; got '{value}'."),
+    };
+
+    private static string NonEmpty(string name, string value)
+        => value.Length > 0 ? value : throw new CommandLineException($"option '{name}' needs a value.");
+}

@@ -1,0 +1,281 @@
+using KestrelCluster.Interop;
+
+namespace KestrelCluster.Supervisor.Distribution;
+
+// Hands accepted connections to ready workers, round-robin, with a bounded window of unacknowledged
+// connections per worker. A connection leaves the supervisor only when a worker acknowledges it: a refused
+// connection, or one held by a worker that died, goes to the next worker (Node's round_robin_handle.js).
+// With no worker able to take it, it waits, bounded in number and time, instead of being dropped.
+internal sealed class Dispatcher
+{
+    public const int DefaultWindow = 32;
+    public const int DefaultMaxWaiting = 4096;
+
+    private readonly object _gate = new();
+    private readonly List<DispatchTarget> _ready = [];
+    private readonly LinkedList<Handoff> _waiting = new();
+    private readonly int _window;
+    private readonly int _maxWaiting;
+    private readonly long _maxWaitTicks;
+    private readonly Func<long> _clock;
+    private int _next;
+    private long _sequence;
+    private bool _closed;
+
+    public Dispatcher(TimeSpan maxWait, int window = DefaultWindow, int maxWaiting = DefaultMaxWaiting, Func<long>? clock = null)
+    {
+        _window = window;
+        _maxWaiting = maxWaiting;
+        _maxWaitTicks = (long)maxWait.TotalMilliseconds;
+        _clock = clock ?? (() => Environment.TickCount64);
+    }
+
+    public long Redispatched { get; private set; }
+
+    public long Expired { get; private set; }
+
+    public int WaitingCount
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _waiting.Count;
+            }
+        }
+    }
+
+    public int UnackedCount
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _ready.Sum(t => t.Unacked.Count);
+            }
+        }
+    }
+
+    /// <summary>Takes ownership of an accepted fd. Blocks the accept thread while the waiting queue is full.</summary>
+    public void Dispatch(int fd, int listenerId)
+    {
+        lock (_gate)
+        {
+            while (_waiting.Count >= _maxWaiting && !_closed)
+            {
+                // Leave further connections in the kernel's backlog until a worker frees room.
+                Monitor.Wait(_gate, 100);
+                ExpireWaitingLocked();
+            }
+
+            if (_closed)
+            {
+                Libc.Close(fd);
+                return;
+            }
+
+            var handoff = new Handoff(fd, listenerId, _clock());
+            if (_waiting.Count > 0 || !TrySendLocked(handoff))
+            {
+                _waiting.AddLast(handoff);
+            }
+        }
+    }
+
+    public void SetBound(DispatchTarget target, int listenerId, bool bound)
+    {
+        lock (_gate)
+        {
+            target.BoundListeners = bound ? target.BoundListeners | (1UL << listenerId) : target.BoundListeners & ~(1UL << listenerId);
+            if (bound)
+            {
+                DrainWaitingLocked();
+            }
+        }
+    }
+
+    public void AddReady(DispatchTarget target)
+    {
+        lock (_gate)
+        {
+            if (target.IsLost || target.IsReady)
+            {
+                return;
+            }
+
+            target.IsReady = true;
+            _ready.Add(target);
+            DrainWaitingLocked();
+        }
+    }
+
+    /// <summary>No new connections for this worker (it drains); what it holds it will still acknowledge.</summary>
+    public void StopDispatching(DispatchTarget target)
+    {
+        lock (_gate)
+        {
+            target.IsReady = false;
+            _ready.Remove(target);
+        }
+    }
+
+    /// <summary>The worker's channel is gone: every connection it had not acknowledged goes to another worker.</summary>
+    public int Lost(DispatchTarget target)
+    {
+        lock (_gate)
+        {
+            target.IsReady = false;
+            target.IsLost = true;
+            _ready.Remove(target);
+            var orphans = target.Unacked.Values.OrderBy(h => h.AcceptedAt).ToList();
+            target.Unacked.Clear();
+            // Oldest first, ahead of everything that is waiting already.
+            for (var i = orphans.Count - 1; i >= 0; i--)
+            {
+                _waiting.AddFirst(orphans[i]);
+            }
+
+            Redispatched += orphans.Count;
+            DrainWaitingLocked();
+            return orphans.Count;
+        }
+    }
+
+    /// <summary>Returns false when the sequence is not one this worker holds (a protocol violation).</summary>
+    public bool Acknowledge(DispatchTarget target, long sequence, bool accepted)
+    {
+        lock (_gate)
+        {
+            if (!target.Unacked.Remove(sequence, out var handoff))
+            {
+                return false;
+            }
+
+            if (accepted)
+            {
+                target.Accepted++;
+                Libc.Close(handoff.Fd);
+            }
+            else
+            {
+                Redispatched++;
+                _waiting.AddFirst(handoff);
+            }
+
+            DrainWaitingLocked();
+            return true;
+        }
+    }
+
+    /// <summary>Closes connections that waited longer than allowed; returns how many.</summary>
+    public int ExpireWaiting()
+    {
+        lock (_gate)
+        {
+            return ExpireWaitingLocked();
+        }
+    }
+
+    /// <summary>At shutdown: closes everything still waiting and refuses new connections.</summary>
+    public int Close()
+    {
+        lock (_gate)
+        {
+            _closed = true;
+            var count = _waiting.Count;
+            foreach (var handoff in _waiting)
+            {
+                Libc.Close(handoff.Fd);
+            }
+
+            _waiting.Clear();
+            Monitor.PulseAll(_gate);
+            return count;
+        }
+    }
+
+    internal IReadOnlyList<DispatchTarget> ReadyTargets()
+    {
+        lock (_gate)
+        {
+            return [.. _ready];
+        }
+    }
+
+    private void DrainWaitingLocked()
+    {
+        var freed = false;
+        while (_waiting.First is { } first)
+        {
+            if (!TrySendLocked(first.Value))
+            {
+                break;
+            }
+
+            _waiting.RemoveFirst();
+            freed = true;
+        }
+
+        ExpireWaitingLocked();
+        if (freed)
+        {
+            Monitor.PulseAll(_gate);
+        }
+    }
+
+    private int ExpireWaitingLocked()
+    {
+        var expired = 0;
+        var now = _clock();
+        var node = _waiting.First;
+        while (node is not null)
+        {
+            var next = node.Next;
+            if (now - node.Value.AcceptedAt > _maxWaitTicks)
+            {
+                Libc.Close(node.Value.Fd);
+                _waiting.Remove(node);
+                expired++;
+            }
+
+            node = next;
+        }
+
+        if (expired > 0)
+        {
+            Expired += expired;
+            Monitor.PulseAll(_gate);
+        }
+
+        return expired;
+    }
+
+    private bool TrySendLocked(Handoff handoff)
+    {
+        var count = _ready.Count;
+        for (var i = 0; i < count; i++)
+        {
+            var index = (_next + i) % count;
+            var target = _ready[index];
+            if (target.Unacked.Count >= _window || !target.Serves(handoff.ListenerId))
+            {
+                continue;
+            }
+
+            var sequence = ++_sequence;
+            var errno = target.SendConnection(handoff.ListenerId, sequence, handoff.Fd);
+            if (errno != 0)
+            {
+                // EAGAIN: the worker is behind; anything else: it is going away and its session will say so.
+                continue;
+            }
+
+            target.Unacked[sequence] = handoff;
+            target.Dispatched++;
+            _next = (index + 1) % count;
+            return true;
+        }
+
+        return false;
+    }
+}

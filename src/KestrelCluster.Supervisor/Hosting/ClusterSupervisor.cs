@@ -1,0 +1,530 @@
+using System.Threading.Channels;
+using KestrelCluster.Interop;
+using KestrelCluster.Protocol;
+using KestrelCluster.Supervisor.Accept;
+using KestrelCluster.Supervisor.Cli;
+using KestrelCluster.Supervisor.Distribution;
+using KestrelCluster.Supervisor.Workers;
+using Microsoft.Extensions.Logging;
+
+namespace KestrelCluster.Supervisor.Hosting;
+
+// The supervisor loop (gunicorn's arbiter): signals, child exits, channel events and timers only enqueue
+// events; this one loop owns the workers' lifecycle state. The connection hot path (accept → dispatch →
+// acknowledge) runs beside it under the dispatcher's lock.
+internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
+{
+    // A slot whose worker exits this many times in a row before it is ever ready ends the run.
+    internal const int MaxFailuresBeforeReady = 5;
+    private static readonly TimeSpan TickInterval = TimeSpan.FromMilliseconds(100);
+    private static readonly TimeSpan FirstBackoff = TimeSpan.FromMilliseconds(250);
+    private static readonly TimeSpan MaxBackoff = TimeSpan.FromSeconds(30);
+    // A worker that stayed up this long is healthy again: its next crash restarts at once.
+    private static readonly TimeSpan StableUptime = TimeSpan.FromSeconds(30);
+    // How long a stop waits for accepted connections to reach a worker before it drains the workers.
+    private static readonly TimeSpan SettleLimit = TimeSpan.FromSeconds(5);
+
+    private readonly RunOptions _options;
+    private readonly WorkerCommand _command;
+    private readonly RuntimeDirectory _runtimeDirectory;
+    private readonly ILogger _logger;
+    private readonly TextWriter _workerOutput;
+    private readonly TextWriter _errorOutput;
+    private readonly Channel<SupervisorEvent> _events = Channel.CreateUnbounded<SupervisorEvent>(new UnboundedChannelOptions { SingleReader = true });
+    private readonly Dispatcher _dispatcher;
+    private readonly ListenerRegistry _listeners;
+    private readonly ChannelServer _channelServer;
+    private readonly WorkerSlot[] _slots;
+    private readonly List<WorkerInstance> _instances = [];
+    private readonly Lock _admissionLock = new();
+    private readonly List<WorkerInstance> _awaitingAdmission = [];
+    private StopPhase _stopPhase;
+    private long _stopPhaseStartedAt;
+    private int _exitCode;
+    private bool _announcedAllReady;
+
+    public ClusterSupervisor(RunOptions options, WorkerCommand command, RuntimeDirectory runtimeDirectory, ILogger logger, TextWriter workerOutput, TextWriter errorOutput)
+    {
+        _options = options;
+        _command = command;
+        _runtimeDirectory = runtimeDirectory;
+        _logger = logger;
+        _workerOutput = workerOutput;
+        _errorOutput = errorOutput;
+        _dispatcher = new Dispatcher(maxWait: options.ReadyTimeout);
+        _listeners = new ListenerRegistry((fd, listener) => _dispatcher.Dispatch(fd, listener.Id), OnAcceptError);
+        _slots = Enumerable.Range(0, options.Workers).Select(i => new WorkerSlot(i)).ToArray();
+        _channelServer = new ChannelServer(runtimeDirectory.ChannelSocketPath, ClaimToken, OnAdmitted, OnRefused);
+    }
+
+    public int Generation { get; private set; } = 1;
+
+    public void RequestStop(string reason) => Post(new StopRequested(reason));
+
+    public async Task<int> RunAsync(CancellationToken cancellationToken)
+    {
+        _channelServer.Start();
+        SupervisorLog.Starting(_logger, _slots.Length, _command.AppName, _command.ToString());
+        foreach (var slot in _slots)
+        {
+            StartWorker(slot);
+            if (_stopPhase != StopPhase.None)
+            {
+                break;
+            }
+        }
+
+        using var ticker = new PeriodicTimer(TickInterval);
+        _ = Task.Run(async () =>
+        {
+            while (await ticker.WaitForNextTickAsync(CancellationToken.None).ConfigureAwait(false))
+            {
+                Post(new Tick());
+            }
+        }, CancellationToken.None);
+        using var cancellation = cancellationToken.Register(() => RequestStop("cancelled"));
+
+        await foreach (var @event in _events.Reader.ReadAllAsync(CancellationToken.None).ConfigureAwait(false))
+        {
+            Handle(@event);
+            if (_stopPhase == StopPhase.Done)
+            {
+                break;
+            }
+        }
+
+        ticker.Dispose();
+        SupervisorLog.Stopped(_logger);
+        return _exitCode;
+    }
+
+    private void Handle(SupervisorEvent @event)
+    {
+        switch (@event)
+        {
+            case Tick:
+                OnTick();
+                break;
+            case WorkerAdmitted admitted:
+                OnWorkerAdmitted(admitted.Session);
+                break;
+            case WorkerBecameReady ready:
+                OnWorkerReady(ready.Session);
+                break;
+            case WorkerChannelClosed closed:
+                OnWorkerChannelClosed(closed.Session, closed.Reason, closed.Violation);
+                break;
+            case WorkerExited exited:
+                OnWorkerExited(exited.Instance);
+                break;
+            case StopRequested stop:
+                BeginStop(stop.Reason);
+                break;
+            case FatalError fatal:
+                Fail(fatal.Message);
+                break;
+        }
+    }
+
+    private void StartWorker(WorkerSlot slot)
+    {
+        slot.RestartAt = null;
+        WorkerInstance instance;
+        try
+        {
+            instance = WorkerInstance.Start(_command, slot.Id, Generation, _runtimeDirectory.ChannelSocketPath, _options.Urls, _workerOutput,
+                exited => Post(new WorkerExited(exited)));
+        }
+        catch (WorkerStartException ex)
+        {
+            Fail(ex.Message);
+            return;
+        }
+
+        lock (_admissionLock)
+        {
+            _awaitingAdmission.Add(instance);
+        }
+
+        slot.Current = instance;
+        _instances.Add(instance);
+        SupervisorLog.WorkerStarted(_logger, slot.Id, instance.Pid, instance.Generation);
+    }
+
+    private void OnWorkerAdmitted(WorkerSession session)
+    {
+        var instance = session.Instance;
+        if (instance.HasExited || _stopPhase != StopPhase.None)
+        {
+            session.Close("the worker is no longer wanted");
+            return;
+        }
+
+        instance.Session = session;
+    }
+
+    private void OnWorkerReady(WorkerSession session)
+    {
+        var instance = session.Instance;
+        if (instance.State != WorkerState.Starting || _stopPhase != StopPhase.None)
+        {
+            return;
+        }
+
+        instance.State = WorkerState.Ready;
+        instance.BecameReady = true;
+        instance.ReadyAt = Environment.TickCount64;
+        _slots[instance.SlotId].FailuresBeforeReady = 0;
+        _dispatcher.AddReady(session);
+        SupervisorLog.WorkerReady(_logger, instance.SlotId, instance.Pid, instance.Generation, instance.ReadyAt - instance.StartedAt);
+
+        if (!_announcedAllReady && _slots.All(s => s.Current?.State == WorkerState.Ready))
+        {
+            _announcedAllReady = true;
+            SupervisorLog.AllReady(_logger, _slots.Length);
+        }
+    }
+
+    private void OnWorkerChannelClosed(WorkerSession session, string reason, bool violation)
+    {
+        var instance = session.Instance;
+        if (instance.State is WorkerState.Starting or WorkerState.Ready && !instance.HasExited)
+        {
+            // Without its channel a worker can neither get nor return connections: it is on its way out
+            // (or was killed for a violation). Give it the drain time to finish, then it is killed.
+            instance.State = WorkerState.Draining;
+            instance.DrainStartedAt = Environment.TickCount64;
+        }
+    }
+
+    private void OnWorkerExited(WorkerInstance instance)
+    {
+        lock (_admissionLock)
+        {
+            _awaitingAdmission.Remove(instance);
+        }
+
+        var wasState = instance.State;
+        instance.State = WorkerState.Exited;
+        _instances.Remove(instance);
+        instance.Session?.Close("the process exited");
+        var exit = WorkerInstance.DescribeExit(instance.ExitCode ?? -1);
+        var slot = _slots[instance.SlotId];
+
+        if (_stopPhase != StopPhase.None || wasState == WorkerState.Draining && slot.Current != instance)
+        {
+            SupervisorLog.WorkerExited(_logger, instance.SlotId, instance.Pid, exit);
+            instance.Dispose();
+            CompleteStopIfDone();
+            return;
+        }
+
+        SupervisorLog.WorkerCrashed(_logger, instance.SlotId, instance.Pid, exit);
+        instance.Dispose();
+        if (slot.Current != instance)
+        {
+            return;
+        }
+
+        slot.Current = null;
+        if (!instance.BecameReady)
+        {
+            slot.FailuresBeforeReady++;
+            if (slot.FailuresBeforeReady >= MaxFailuresBeforeReady)
+            {
+                Fail($"worker {slot.Id} exited before it became ready {slot.FailuresBeforeReady} times in a row (last: {exit}); giving up. Its output above says why.");
+                return;
+            }
+        }
+
+        var uptime = TimeSpan.FromMilliseconds(Environment.TickCount64 - instance.StartedAt);
+        slot.ConsecutiveCrashes = uptime >= StableUptime ? 1 : slot.ConsecutiveCrashes + 1;
+        slot.Restarts++;
+        var delay = BackoffFor(slot.ConsecutiveCrashes);
+        SupervisorLog.WorkerRestarting(_logger, slot.Id, (long)delay.TotalMilliseconds);
+        if (delay == TimeSpan.Zero)
+        {
+            StartWorker(slot);
+        }
+        else
+        {
+            slot.RestartAt = Environment.TickCount64 + (long)delay.TotalMilliseconds;
+        }
+    }
+
+    // 0 for the first crash, then 250 ms doubling up to 30 s.
+    internal static TimeSpan BackoffFor(int consecutiveCrashes)
+    {
+        if (consecutiveCrashes <= 1)
+        {
+            return TimeSpan.Zero;
+        }
+
+        var factor = Math.Pow(2, Math.Min(consecutiveCrashes - 2, 16));
+        return TimeSpan.FromMilliseconds(Math.Min(FirstBackoff.TotalMilliseconds * factor, MaxBackoff.TotalMilliseconds));
+    }
+
+    private void OnTick()
+    {
+        var now = Environment.TickCount64;
+        var expired = _dispatcher.ExpireWaiting();
+        if (expired > 0)
+        {
+            SupervisorLog.ConnectionsExpired(_logger, expired, _options.ReadyTimeout.TotalSeconds);
+        }
+
+        if (_stopPhase == StopPhase.None)
+        {
+            foreach (var slot in _slots)
+            {
+                if (slot.RestartAt is { } due && due <= now)
+                {
+                    StartWorker(slot);
+                }
+            }
+
+            foreach (var instance in _instances.ToList())
+            {
+                if (instance.State == WorkerState.Starting && now - instance.StartedAt > _options.ReadyTimeout.TotalMilliseconds)
+                {
+                    SupervisorLog.WorkerNotReady(_logger, instance.SlotId, instance.Pid, _options.ReadyTimeout.TotalSeconds);
+                    instance.State = WorkerState.Draining;
+                    instance.DrainStartedAt = now;
+                    instance.Kill();
+                }
+                else if (instance.State == WorkerState.Draining && now - instance.DrainStartedAt > _options.KillTimeout.TotalMilliseconds)
+                {
+                    SupervisorLog.WorkerKilled(_logger, instance.SlotId, instance.Pid, $"still running {_options.KillTimeout.TotalSeconds} s after it began to drain");
+                    instance.DrainStartedAt = long.MaxValue / 2;
+                    instance.Kill();
+                }
+            }
+
+            return;
+        }
+
+        switch (_stopPhase)
+        {
+            case StopPhase.Settling when (_dispatcher.WaitingCount == 0 && _dispatcher.UnackedCount == 0) || now - _stopPhaseStartedAt > SettleLimit.TotalMilliseconds:
+                DrainAll();
+                break;
+            case StopPhase.Draining when now - _stopPhaseStartedAt > _options.KillTimeout.TotalMilliseconds:
+                foreach (var instance in _instances.Where(i => !i.HasExited).ToList())
+                {
+                    SupervisorLog.WorkerKilled(_logger, instance.SlotId, instance.Pid, $"still running {_options.KillTimeout.TotalSeconds} s after it was asked to stop");
+                    instance.Kill();
+                }
+
+                _stopPhase = StopPhase.Killing;
+                _stopPhaseStartedAt = now;
+                break;
+            case StopPhase.Killing when now - _stopPhaseStartedAt > 5_000:
+                // Processes that survive SIGKILL this long are beyond our reach; do not hang the stop.
+                _stopPhase = StopPhase.Done;
+                break;
+        }
+    }
+
+    private void BeginStop(string reason)
+    {
+        if (_stopPhase != StopPhase.None)
+        {
+            return;
+        }
+
+        SupervisorLog.Stopping(_logger, reason, _options.KillTimeout.TotalSeconds);
+        _listeners.StopAccepting();
+        _stopPhase = StopPhase.Settling;
+        _stopPhaseStartedAt = Environment.TickCount64;
+        OnTick();
+    }
+
+    private void DrainAll()
+    {
+        var closed = _dispatcher.Close();
+        if (closed > 0)
+        {
+            SupervisorLog.ConnectionsExpired(_logger, closed, SettleLimit.TotalSeconds);
+        }
+
+        _stopPhase = StopPhase.Draining;
+        _stopPhaseStartedAt = Environment.TickCount64;
+        foreach (var instance in _instances.ToList())
+        {
+            Drain(instance);
+        }
+
+        CompleteStopIfDone();
+    }
+
+    private void Drain(WorkerInstance instance)
+    {
+        instance.State = WorkerState.Draining;
+        instance.DrainStartedAt = Environment.TickCount64;
+        if (instance.Session is { } session)
+        {
+            _dispatcher.StopDispatching(session);
+            if (session.SendStop())
+            {
+                return;
+            }
+        }
+
+        // Not connected (yet, or any more): there is nothing in flight to finish.
+        instance.Kill();
+    }
+
+    private void Fail(string message)
+    {
+        if (_exitCode == 0)
+        {
+            _errorOutput.WriteLine($"kestrel-cluster: error: {message}");
+            _exitCode = 1;
+        }
+
+        _dispatcher.Close();
+        _listeners.StopAccepting();
+        foreach (var instance in _instances.ToList())
+        {
+            instance.State = WorkerState.Draining;
+            instance.Kill();
+        }
+
+        _stopPhase = StopPhase.Killing;
+        _stopPhaseStartedAt = Environment.TickCount64;
+        CompleteStopIfDone();
+    }
+
+    private void CompleteStopIfDone()
+    {
+        if (_stopPhase is StopPhase.Draining or StopPhase.Killing && _instances.Count == 0)
+        {
+            _stopPhase = StopPhase.Done;
+        }
+    }
+
+    private WorkerInstance? ClaimToken(string token)
+    {
+        lock (_admissionLock)
+        {
+            WorkerInstance? match = null;
+            // Compare with every candidate, in constant time per comparison.
+            foreach (var candidate in _awaitingAdmission)
+            {
+                if (ChannelServer.TokensEqual(candidate.Token, token))
+                {
+                    match = candidate;
+                }
+            }
+
+            if (match is not null)
+            {
+                _awaitingAdmission.Remove(match);
+            }
+
+            return match;
+        }
+    }
+
+    private void OnAdmitted(WorkerInstance instance, ChannelSocket socket, PeerCredentials peer)
+    {
+        var session = new WorkerSession(instance, socket, peer, _dispatcher, this);
+        try
+        {
+            session.SendWelcome();
+        }
+        catch (System.Net.Sockets.SocketException)
+        {
+            session.Close("the worker left before its welcome");
+            return;
+        }
+
+        Post(new WorkerAdmitted(session));
+        session.Start();
+    }
+
+    private void OnRefused(PeerCredentials? peer, string reason)
+        => SupervisorLog.PeerRefused(_logger, peer?.ProcessId ?? 0, peer?.UserId ?? uint.MaxValue, reason);
+
+    private void OnAcceptError(ClusterListener listener, int errno)
+        => SupervisorLog.AcceptFailed(_logger, listener.BoundText, errno);
+
+    BindOutcome IWorkerSessionHandler.Bind(WorkerSession session, string requested)
+    {
+        var outcome = _listeners.GetOrBind(requested, out var created);
+        if (created)
+        {
+            SupervisorLog.Listening(_logger, outcome.Message);
+        }
+        else if (outcome.Listener is null && outcome.Error is System.Net.Sockets.SocketError.AddressAlreadyInUse or System.Net.Sockets.SocketError.AccessDenied)
+        {
+            // Every worker would fail the same way: end the run with the reason instead of a crash loop.
+            Post(new FatalError(outcome.Message));
+        }
+
+        return outcome;
+    }
+
+    void IWorkerSessionHandler.Ready(WorkerSession session) => Post(new WorkerBecameReady(session));
+
+    void IWorkerSessionHandler.Closed(WorkerSession session, string reason, bool violation)
+    {
+        if (violation)
+        {
+            SupervisorLog.WorkerProtocolViolation(_logger, session.Instance.SlotId, session.Instance.Pid, reason);
+            session.Instance.Kill();
+        }
+        else
+        {
+            var orphans = session.Unacked.Count;
+            if (orphans > 0)
+            {
+                SupervisorLog.ConnectionsRedispatched(_logger, session.Instance.SlotId, orphans);
+            }
+        }
+
+        Post(new WorkerChannelClosed(session, reason, violation));
+    }
+
+    private void Post(SupervisorEvent @event) => _events.Writer.TryWrite(@event);
+
+    public void Dispose()
+    {
+        _channelServer.Dispose();
+        _listeners.Dispose();
+        _dispatcher.Close();
+        foreach (var instance in _instances)
+        {
+            instance.Kill();
+            instance.Dispose();
+        }
+    }
+
+    private enum StopPhase
+    {
+        None,
+        // not accepting; waiting for accepted connections to reach a worker
+        Settling,
+        // workers asked to stop; waiting up to --kill-timeout
+        Draining,
+        // survivors killed; waiting for their exit
+        Killing,
+        Done,
+    }
+}
+
+internal abstract record SupervisorEvent;
+
+internal sealed record Tick : SupervisorEvent;
+
+internal sealed record WorkerAdmitted(WorkerSession Session) : SupervisorEvent;
+
+internal sealed record WorkerBecameReady(WorkerSession Session) : SupervisorEvent;
+
+internal sealed record WorkerChannelClosed(WorkerSession Session, string Reason, bool Violation) : SupervisorEvent;
+
+internal sealed record WorkerExited(WorkerInstance Instance) : SupervisorEvent;
+
+internal sealed record StopRequested(string Reason) : SupervisorEvent;
+
+internal sealed record FatalError(string Message) : SupervisorEvent;

@@ -1,0 +1,58 @@
+using Microsoft.Extensions.Logging;
+
+namespace KestrelCluster.Supervisor.Hosting;
+
+// Event ids are fixed once published; add new ones at the end, never reuse.
+internal static partial class SupervisorLog
+{
+    [LoggerMessage(1, LogLevel.Information, "Starting {Count} workers of {App}: {Command}", EventName = "Starting")]
+    public static partial void Starting(ILogger logger, int count, string app, string command);
+
+    [LoggerMessage(2, LogLevel.Information, "Listening on {EndPoint}", EventName = "Listening")]
+    public static partial void Listening(ILogger logger, string endPoint);
+
+    [LoggerMessage(3, LogLevel.Information, "Worker {WorkerId} started (pid {Pid}, generation {Generation})", EventName = "WorkerStarted")]
+    public static partial void WorkerStarted(ILogger logger, int workerId, int pid, int generation);
+
+    [LoggerMessage(4, LogLevel.Information, "Worker {WorkerId} ready (pid {Pid}, generation {Generation}) after {ElapsedMs} ms", EventName = "WorkerReady")]
+    public static partial void WorkerReady(ILogger logger, int workerId, int pid, int generation, long elapsedMs);
+
+    [LoggerMessage(5, LogLevel.Warning, "Worker {WorkerId} (pid {Pid}) exited unexpectedly: {Exit}", EventName = "WorkerCrashed")]
+    public static partial void WorkerCrashed(ILogger logger, int workerId, int pid, string exit);
+
+    [LoggerMessage(6, LogLevel.Information, "Restarting worker {WorkerId} in {DelayMs} ms", EventName = "WorkerRestarting")]
+    public static partial void WorkerRestarting(ILogger logger, int workerId, long delayMs);
+
+    [LoggerMessage(7, LogLevel.Warning, "Refused a channel peer (pid {Pid}, uid {Uid}): {Reason}", EventName = "PeerRefused")]
+    public static partial void PeerRefused(ILogger logger, int pid, long uid, string reason);
+
+    [LoggerMessage(8, LogLevel.Warning, "Worker {WorkerId} (pid {Pid}) broke the channel protocol ({Reason}); killing it", EventName = "WorkerProtocolViolation")]
+    public static partial void WorkerProtocolViolation(ILogger logger, int workerId, int pid, string reason);
+
+    [LoggerMessage(9, LogLevel.Information, "Stopping ({Reason}): draining workers for up to {KillTimeoutSeconds} s", EventName = "Stopping")]
+    public static partial void Stopping(ILogger logger, string reason, double killTimeoutSeconds);
+
+    [LoggerMessage(10, LogLevel.Information, "Stopped", EventName = "Stopped")]
+    public static partial void Stopped(ILogger logger);
+
+    [LoggerMessage(11, LogLevel.Warning, "Killing worker {WorkerId} (pid {Pid}): {Reason}", EventName = "WorkerKilled")]
+    public static partial void WorkerKilled(ILogger logger, int workerId, int pid, string reason);
+
+    [LoggerMessage(12, LogLevel.Warning, "Closed {Count} connections that waited more than {Seconds} s for a ready worker", EventName = "ConnectionsExpired")]
+    public static partial void ConnectionsExpired(ILogger logger, int count, double seconds);
+
+    [LoggerMessage(13, LogLevel.Information, "Worker {WorkerId} left {Count} unacknowledged connections; they go to other workers", EventName = "ConnectionsRedispatched")]
+    public static partial void ConnectionsRedispatched(ILogger logger, int workerId, int count);
+
+    [LoggerMessage(14, LogLevel.Error, "Accepting on {EndPoint} failed (errno {Errno})", EventName = "AcceptFailed")]
+    public static partial void AcceptFailed(ILogger logger, string endPoint, int errno);
+
+    [LoggerMessage(15, LogLevel.Information, "All {Count} workers ready", EventName = "AllReady")]
+    public static partial void AllReady(ILogger logger, int count);
+
+    [LoggerMessage(16, LogLevel.Information, "Worker {WorkerId} (pid {Pid}) exited: {Exit}", EventName = "WorkerExited")]
+    public static partial void WorkerExited(ILogger logger, int workerId, int pid, string exit);
+
+    [LoggerMessage(17, LogLevel.Warning, "Worker {WorkerId} (pid {Pid}) did not become ready within {Seconds} s", EventName = "WorkerNotReady")]
+    public static partial void WorkerNotReady(ILogger logger, int workerId, int pid, double seconds);
+}

@@ -1,0 +1,157 @@
+using System.Net.Sockets;
+using System.Security.Cryptography;
+using System.Text;
+using KestrelCluster.Interop;
+using KestrelCluster.Protocol;
+
+namespace KestrelCluster.Supervisor.Workers;
+
+// Listens on the channel socket. A peer becomes a worker session only if it runs as our uid (SO_PEERCRED),
+// presents the token of a worker we started and have not yet admitted, and is that worker's process
+// (or one it started). Anyone else is logged and dropped; nothing a peer sends can stop the supervisor.
+internal sealed class ChannelServer : IDisposable
+{
+    private static readonly TimeSpan HelloTimeout = TimeSpan.FromSeconds(10);
+
+    private readonly Socket _listenSocket;
+    private readonly Func<string, WorkerInstance?> _claimToken;
+    private readonly Action<WorkerInstance, ChannelSocket, PeerCredentials> _admitted;
+    private readonly Action<PeerCredentials?, string> _refused;
+    private readonly CancellationTokenSource _stopping = new();
+    private readonly uint _userId = Libc.GetEffectiveUserId();
+
+    public ChannelServer(
+        string path,
+        Func<string, WorkerInstance?> claimToken,
+        Action<WorkerInstance, ChannelSocket, PeerCredentials> admitted,
+        Action<PeerCredentials?, string> refused)
+    {
+        _claimToken = claimToken;
+        _admitted = admitted;
+        _refused = refused;
+        _listenSocket = ChannelSocket.CreateSocket();
+        _listenSocket.Bind(new UnixDomainSocketEndPoint(path));
+        File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        _listenSocket.Listen(128);
+    }
+
+    public void Start() => _ = Task.Run(AcceptLoopAsync);
+
+    private async Task AcceptLoopAsync()
+    {
+        while (!_stopping.IsCancellationRequested)
+        {
+            Socket peer;
+            try
+            {
+                peer = await _listenSocket.AcceptAsync(_stopping.Token).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is OperationCanceledException or ObjectDisposedException)
+            {
+                return;
+            }
+            catch (SocketException)
+            {
+                continue;
+            }
+
+            _ = Task.Run(() => AdmitAsync(peer));
+        }
+    }
+
+    private async Task AdmitAsync(Socket peerSocket)
+    {
+        var socket = new ChannelSocket(peerSocket);
+        PeerCredentials? credentials = null;
+        try
+        {
+            credentials = PeerCredentials.Of(peerSocket);
+            if (credentials.Value.UserId != _userId)
+            {
+                Refuse(socket, credentials, $"uid {credentials.Value.UserId} is not the supervisor's");
+                return;
+            }
+
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token);
+            timeout.CancelAfter(HelloTimeout);
+            var (pid, token) = await ReceiveHelloAsync(socket, timeout.Token).ConfigureAwait(false);
+            var instance = _claimToken(token);
+            if (instance is null)
+            {
+                Refuse(socket, credentials, "wrong or already used token");
+                return;
+            }
+
+            if (!ProcessTree.IsSameOrDescendant(credentials.Value.ProcessId, instance.Pid) || pid != credentials.Value.ProcessId)
+            {
+                Refuse(socket, credentials, $"process {credentials.Value.ProcessId} is not worker {instance.SlotId} (pid {instance.Pid}) or one it started");
+                return;
+            }
+
+            _admitted(instance, socket, credentials.Value);
+        }
+        catch (OperationCanceledException)
+        {
+            Refuse(socket, credentials, "no hello in time");
+        }
+        catch (InvalidFrameException ex)
+        {
+            Refuse(socket, credentials, ex.Message);
+        }
+        catch (SocketException ex)
+        {
+            Refuse(socket, credentials, ex.Message);
+        }
+    }
+
+    private static async Task<(int Pid, string Token)> ReceiveHelloAsync(ChannelSocket socket, CancellationToken cancellationToken)
+    {
+        var buffer = new byte[FrameLimits.MaxFrameSize];
+        var fds = new int[FrameLimits.MaxFdsPerFrame];
+        while (true)
+        {
+            await socket.WaitReadableAsync(cancellationToken).ConfigureAwait(false);
+            var status = socket.TryReceive(buffer, fds, out var length, out var fdCount);
+            if (status == ReceiveStatus.WouldBlock)
+            {
+                continue;
+            }
+
+            if (fdCount > 0)
+            {
+                ChannelSocket.CloseAll(fds.AsSpan(0, fdCount));
+                throw new InvalidFrameException("hello carried file descriptors");
+            }
+
+            if (status != ReceiveStatus.Frame)
+            {
+                throw new InvalidFrameException(status == ReceiveStatus.Closed ? "closed before hello" : "oversized hello");
+            }
+
+            var reader = new FrameReader(buffer.AsSpan(0, length));
+            if (reader.Type != FrameType.Hello)
+            {
+                throw new InvalidFrameException($"expected hello, got frame type {(byte)reader.Type}");
+            }
+
+            var pid = reader.ReadInt32();
+            var token = reader.ReadRemainingString();
+            return (pid, token);
+        }
+    }
+
+    private void Refuse(ChannelSocket socket, PeerCredentials? credentials, string reason)
+    {
+        socket.Dispose();
+        _refused(credentials, reason);
+    }
+
+    public static bool TokensEqual(string a, string b)
+        => CryptographicOperations.FixedTimeEquals(Encoding.UTF8.GetBytes(a), Encoding.UTF8.GetBytes(b));
+
+    public void Dispose()
+    {
+        _stopping.Cancel();
+        _listenSocket.Dispose();
+    }
+}

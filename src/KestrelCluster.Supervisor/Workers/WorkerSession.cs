@@ -1,0 +1,219 @@
+using System.Net.Sockets;
+using KestrelCluster.Interop;
+using KestrelCluster.Protocol;
+using KestrelCluster.Supervisor.Accept;
+using KestrelCluster.Supervisor.Distribution;
+
+namespace KestrelCluster.Supervisor.Workers;
+
+internal interface IWorkerSessionHandler
+{
+    BindOutcome Bind(WorkerSession session, string requested);
+
+    void Ready(WorkerSession session);
+
+    // violation: the worker broke the protocol, so it cannot be trusted with the connections it holds.
+    void Closed(WorkerSession session, string reason, bool violation);
+}
+
+// The supervisor's end of one authenticated worker channel.
+internal sealed class WorkerSession : DispatchTarget, IDisposable
+{
+    private readonly ChannelSocket _socket;
+    private readonly Dispatcher _dispatcher;
+    private readonly IWorkerSessionHandler _handler;
+    private readonly CancellationTokenSource _closing = new();
+    private int _closed;
+
+    public WorkerSession(WorkerInstance instance, ChannelSocket socket, PeerCredentials peer, Dispatcher dispatcher, IWorkerSessionHandler handler)
+    {
+        Instance = instance;
+        Peer = peer;
+        _socket = socket;
+        _dispatcher = dispatcher;
+        _handler = handler;
+    }
+
+    public WorkerInstance Instance { get; }
+
+    public PeerCredentials Peer { get; }
+
+    public override int Id => Instance.SlotId;
+
+    public void Start() => _ = Task.Run(ReceiveLoopAsync);
+
+    protected internal override int SendConnection(int listenerId, long sequence, int fd)
+    {
+        Span<byte> frame = stackalloc byte[16];
+        var writer = new FrameWriter(frame, FrameType.Connections);
+        writer.WriteByte(1);
+        writer.WriteInt32(listenerId);
+        writer.WriteInt64(sequence);
+        return _socket.TrySend(writer.Written, [fd]);
+    }
+
+    public void SendWelcome()
+    {
+        Span<byte> frame = stackalloc byte[16];
+        var writer = new FrameWriter(frame, FrameType.Welcome);
+        writer.WriteInt32(Instance.SlotId);
+        writer.WriteInt32(Instance.Generation);
+        _socket.Send(writer.Written);
+    }
+
+    /// <summary>Asks the worker to drain and exit. Returns false when the channel is already gone.</summary>
+    public bool SendStop()
+    {
+        Span<byte> frame = stackalloc byte[1];
+        return _socket.TrySend(new FrameWriter(frame, FrameType.Stop).Written) == 0;
+    }
+
+    private async Task ReceiveLoopAsync()
+    {
+        var buffer = new byte[FrameLimits.MaxFrameSize];
+        var fds = new int[FrameLimits.MaxFdsPerFrame];
+        var reason = "end of stream";
+        var violation = true;
+        try
+        {
+            while (!_closing.IsCancellationRequested)
+            {
+                await _socket.WaitReadableAsync(_closing.Token).ConfigureAwait(false);
+                while (true)
+                {
+                    var status = _socket.TryReceive(buffer, fds, out var length, out var fdCount);
+                    if (status == ReceiveStatus.WouldBlock)
+                    {
+                        break;
+                    }
+
+                    if (status == ReceiveStatus.Closed)
+                    {
+                        violation = false;
+                        return;
+                    }
+
+                    if (status == ReceiveStatus.Malformed)
+                    {
+                        reason = "an oversized frame";
+                        return;
+                    }
+
+                    if (fdCount > 0)
+                    {
+                        // Workers never pass fds to the supervisor.
+                        ChannelSocket.CloseAll(fds.AsSpan(0, fdCount));
+                        reason = "a frame carrying file descriptors";
+                        return;
+                    }
+
+                    Handle(buffer.AsSpan(0, length));
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            reason = "closed by the supervisor";
+            violation = false;
+        }
+        catch (InvalidFrameException ex)
+        {
+            reason = $"a malformed frame ({ex.Message})";
+        }
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+        {
+            reason = ex.Message;
+            violation = false;
+        }
+        finally
+        {
+            Close(reason, violation);
+        }
+    }
+
+    private void Handle(ReadOnlySpan<byte> frame)
+    {
+        var reader = new FrameReader(frame);
+        switch (reader.Type)
+        {
+            case FrameType.Acks:
+                var count = reader.ReadUInt16();
+                if (count > FrameLimits.MaxAcksPerFrame)
+                {
+                    throw new InvalidFrameException($"{count} acknowledgements in one frame");
+                }
+
+                for (var i = 0; i < count; i++)
+                {
+                    var sequence = reader.ReadInt64();
+                    var accepted = reader.ReadByte() switch
+                    {
+                        0 => false,
+                        1 => true,
+                        var other => throw new InvalidFrameException($"acknowledgement value {other}"),
+                    };
+                    if (!_dispatcher.Acknowledge(this, sequence, accepted))
+                    {
+                        throw new InvalidFrameException($"acknowledgement of connection {sequence}, which this worker does not hold");
+                    }
+                }
+
+                reader.EnsureEnd();
+                break;
+            case FrameType.Bind:
+                var requestId = reader.ReadInt32();
+                var requested = reader.ReadRemainingString();
+                var outcome = _handler.Bind(this, requested);
+                if (outcome.Listener is { } listener)
+                {
+                    _dispatcher.SetBound(this, listener.Id, bound: true);
+                }
+
+                SendBindResult(requestId, outcome);
+                break;
+            case FrameType.Ready:
+                reader.EnsureEnd();
+                _handler.Ready(this);
+                break;
+            case FrameType.Unbind:
+                var listenerId = reader.ReadInt32();
+                reader.EnsureEnd();
+                if (listenerId is >= 0 and < ListenerRegistry.MaxListeners)
+                {
+                    _dispatcher.SetBound(this, listenerId, bound: false);
+                }
+
+                break;
+            default:
+                throw new InvalidFrameException($"unexpected {reader.Type} frame");
+        }
+    }
+
+    private void SendBindResult(int requestId, BindOutcome outcome)
+    {
+        Span<byte> frame = stackalloc byte[FrameLimits.MaxFrameSize];
+        var writer = new FrameWriter(frame, FrameType.BindResult);
+        writer.WriteInt32(requestId);
+        writer.WriteInt32(outcome.Listener?.Id ?? -1);
+        writer.WriteInt32((int)outcome.Error);
+        var text = outcome.Message.Length > 4096 ? outcome.Message[..4096] : outcome.Message;
+        writer.WriteString(text);
+        _socket.Send(writer.Written);
+    }
+
+    public void Close(string reason, bool violation = false)
+    {
+        if (Interlocked.Exchange(ref _closed, 1) != 0)
+        {
+            return;
+        }
+
+        _closing.Cancel();
+        // The handler kills a violating worker first, so no connection it held is served twice.
+        _handler.Closed(this, reason, violation);
+        _dispatcher.Lost(this);
+        _socket.Dispose();
+    }
+
+    public void Dispose() => Close("disposed");
+}

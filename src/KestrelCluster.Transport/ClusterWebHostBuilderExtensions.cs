@@ -1,0 +1,41 @@
+using KestrelCluster;
+using KestrelCluster.Protocol;
+using KestrelCluster.Transport;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace Microsoft.AspNetCore.Hosting;
+
+/// <summary>Extensions that let an ASP.NET Core app run as a kestrel-cluster worker.</summary>
+public static class ClusterWebHostBuilderExtensions
+{
+    /// <summary>
+    /// Serves the app's endpoints through the kestrel-cluster supervisor when the process is one of its
+    /// workers: the supervisor owns the listening sockets and passes each accepted connection to a worker.
+    /// When the process is not started by a supervisor, nothing changes: Kestrel binds as usual.
+    /// </summary>
+    public static IWebHostBuilder UseClusterTransport(this IWebHostBuilder builder, Action<ClusterTransportOptions>? configure = null)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+
+        return builder.ConfigureServices(services =>
+        {
+            var options = services.AddOptions<ClusterTransportOptions>()
+                .Validate(o => o.SupervisorTimeout > TimeSpan.Zero, "ClusterTransportOptions.SupervisorTimeout must be positive.");
+            if (configure is not null)
+            {
+                options.Configure(configure);
+            }
+
+            if (string.IsNullOrEmpty(Environment.GetEnvironmentVariable(ClusterEnvironment.Channel)))
+            {
+                return;
+            }
+
+            services.AddSingleton<SupervisorChannel>();
+            // AddSingleton, not TryAdd: Kestrel asks the last registered factory first, and UseSockets() is already there.
+            services.AddSingleton<IConnectionListenerFactory, ClusterConnectionListenerFactory>();
+            services.AddHostedService<ClusterReadinessService>();
+        });
+    }
+}

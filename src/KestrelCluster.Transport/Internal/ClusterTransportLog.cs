@@ -1,0 +1,23 @@
+using System.Net;
+using Microsoft.Extensions.Logging;
+
+namespace KestrelCluster.Transport;
+
+// Event ids are fixed once published; add new ones at the end, never reuse.
+internal static partial class ClusterTransportLog
+{
+    [LoggerMessage(1, LogLevel.Debug, "Joined the kestrel-cluster supervisor as worker {WorkerId}, generation {Generation}.", EventName = "Connected")]
+    public static partial void Connected(ILogger logger, int workerId, int generation);
+
+    [LoggerMessage(2, LogLevel.Debug, "The supervisor listens on {EndPoint} for this worker's endpoint {Requested}.", EventName = "Bound")]
+    public static partial void Bound(ILogger logger, EndPoint requested, EndPoint endPoint);
+
+    [LoggerMessage(3, LogLevel.Debug, "Worker {WorkerId}, generation {Generation}, is ready for connections.", EventName = "ReportedReady")]
+    public static partial void ReportedReady(ILogger logger, int workerId, int generation);
+
+    [LoggerMessage(4, LogLevel.Information, "The kestrel-cluster supervisor asked this worker to stop.", EventName = "StopRequested")]
+    public static partial void StopRequested(ILogger logger);
+
+    [LoggerMessage(5, LogLevel.Warning, "The kestrel-cluster supervisor is gone ({Reason}); stopping the application.", EventName = "SupervisorGone")]
+    public static partial void SupervisorGone(ILogger logger, string reason);
+}

@@ -1,0 +1,363 @@
+using System.Collections.Concurrent;
+using System.Net;
+using System.Net.Sockets;
+using KestrelCluster.Protocol;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+
+namespace KestrelCluster.Transport;
+
+// The worker's end of the channel to the supervisor: binds endpoints, receives passed connections,
+// acknowledges each one, and stops the app when the supervisor asks or disappears.
+internal sealed class SupervisorChannel : IAsyncDisposable
+{
+    private readonly ClusterTransportOptions _options;
+    private readonly IHostApplicationLifetime _lifetime;
+    private readonly ILogger _logger;
+    private readonly string _channelPath;
+    private readonly string _token;
+    private readonly SemaphoreSlim _connectLock = new(1, 1);
+    private readonly ConcurrentDictionary<int, TaskCompletionSource<BindResult>> _pendingBinds = new();
+    private readonly ConcurrentDictionary<int, ClusterConnectionListener> _listeners = new();
+    private readonly CancellationTokenSource _stopping = new();
+    private readonly Lock _sendLock = new();
+    private ChannelSocket? _socket;
+    private Task? _receiveLoop;
+    private int _nextRequestId;
+    private volatile bool _closed;
+
+    public SupervisorChannel(IOptions<ClusterTransportOptions> options, IHostApplicationLifetime lifetime, ILogger<SupervisorChannel> logger)
+    {
+        _options = options.Value;
+        _lifetime = lifetime;
+        _logger = logger;
+        _channelPath = Environment.GetEnvironmentVariable(ClusterEnvironment.Channel) ?? throw new InvalidOperationException($"{ClusterEnvironment.Channel} is not set.");
+        _token = Environment.GetEnvironmentVariable(ClusterEnvironment.Token) ?? "";
+    }
+
+    public int WorkerId { get; private set; } = -1;
+
+    public int Generation { get; private set; }
+
+    public async Task<BindResult> BindAsync(EndPoint endPoint, CancellationToken cancellationToken)
+    {
+        await EnsureConnectedAsync(cancellationToken).ConfigureAwait(false);
+
+        var requestId = Interlocked.Increment(ref _nextRequestId);
+        var completion = new TaskCompletionSource<BindResult>(TaskCreationOptions.RunContinuationsAsynchronously);
+        _pendingBinds[requestId] = completion;
+        try
+        {
+            Span<byte> buffer = stackalloc byte[FrameLimits.MaxFrameSize];
+            var writer = new FrameWriter(buffer, FrameType.Bind);
+            writer.WriteInt32(requestId);
+            writer.WriteString(EndpointText.Format(endPoint));
+            Send(writer.Written);
+
+            if (_closed)
+            {
+                throw SupervisorGone();
+            }
+
+            return await completion.Task.WaitAsync(_options.SupervisorTimeout, cancellationToken).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+            throw new IOException($"The kestrel-cluster supervisor did not answer the bind of {endPoint} within {_options.SupervisorTimeout.TotalSeconds:0} s.");
+        }
+        finally
+        {
+            _pendingBinds.TryRemove(requestId, out _);
+        }
+    }
+
+    public void Register(ClusterConnectionListener listener) => _listeners[listener.ListenerId] = listener;
+
+    public void Unbind(ClusterConnectionListener listener)
+    {
+        if (!_listeners.TryRemove(listener.ListenerId, out _) || _closed)
+        {
+            return;
+        }
+
+        Span<byte> buffer = stackalloc byte[8];
+        var writer = new FrameWriter(buffer, FrameType.Unbind);
+        writer.WriteInt32(listener.ListenerId);
+        TrySendQuietly(writer.Written);
+    }
+
+    public async Task ReportReadyAsync(CancellationToken cancellationToken)
+    {
+        await EnsureConnectedAsync(cancellationToken).ConfigureAwait(false);
+        Span<byte> buffer = stackalloc byte[1];
+        TrySendQuietly(new FrameWriter(buffer, FrameType.Ready).Written);
+        ClusterTransportLog.ReportedReady(_logger, WorkerId, Generation);
+    }
+
+    public void Acknowledge(long sequence, bool accepted)
+    {
+        if (_closed)
+        {
+            return;
+        }
+
+        Span<byte> buffer = stackalloc byte[16];
+        var writer = new FrameWriter(buffer, FrameType.Acks);
+        writer.WriteUInt16(1);
+        writer.WriteInt64(sequence);
+        writer.WriteByte(accepted ? (byte)1 : (byte)0);
+        TrySendQuietly(writer.Written);
+    }
+
+    private async Task EnsureConnectedAsync(CancellationToken cancellationToken)
+    {
+        if (_socket is not null)
+        {
+            return;
+        }
+
+        await _connectLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            if (_socket is not null)
+            {
+                return;
+            }
+
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            timeout.CancelAfter(_options.SupervisorTimeout);
+            var socket = new ChannelSocket(ChannelSocket.CreateSocket());
+            try
+            {
+                await socket.Socket.ConnectAsync(new UnixDomainSocketEndPoint(_channelPath), timeout.Token).ConfigureAwait(false);
+                SendHello(socket);
+                await ReceiveWelcomeAsync(socket, timeout.Token).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is SocketException or OperationCanceledException or InvalidFrameException && !cancellationToken.IsCancellationRequested)
+            {
+                socket.Dispose();
+                throw new IOException($"Could not join the kestrel-cluster supervisor at {_channelPath}: {Describe(ex)}", ex);
+            }
+
+            _socket = socket;
+            ClusterTransportLog.Connected(_logger, WorkerId, Generation);
+            _receiveLoop = Task.Run(ReceiveLoopAsync);
+        }
+        finally
+        {
+            _connectLock.Release();
+        }
+    }
+
+    private void SendHello(ChannelSocket socket)
+    {
+        Span<byte> buffer = stackalloc byte[FrameLimits.MaxFrameSize];
+        var writer = new FrameWriter(buffer, FrameType.Hello);
+        writer.WriteInt32(Environment.ProcessId);
+        writer.WriteString(_token);
+        socket.Send(writer.Written);
+    }
+
+    private async Task ReceiveWelcomeAsync(ChannelSocket socket, CancellationToken cancellationToken)
+    {
+        var buffer = new byte[FrameLimits.MaxFrameSize];
+        var fds = new int[FrameLimits.MaxFdsPerFrame];
+        while (true)
+        {
+            await socket.WaitReadableAsync(cancellationToken).ConfigureAwait(false);
+            var status = socket.TryReceive(buffer, fds, out var length, out var fdCount);
+            ChannelSocket.CloseAll(fds.AsSpan(0, fdCount));
+            switch (status)
+            {
+                case ReceiveStatus.WouldBlock:
+                    continue;
+                case ReceiveStatus.Frame:
+                    var reader = new FrameReader(buffer.AsSpan(0, length));
+                    if (reader.Type != FrameType.Welcome)
+                    {
+                        throw new InvalidFrameException($"expected Welcome, got {reader.Type}");
+                    }
+
+                    WorkerId = reader.ReadInt32();
+                    Generation = reader.ReadInt32();
+                    reader.EnsureEnd();
+                    return;
+                default:
+                    throw new InvalidFrameException("the supervisor refused this worker (wrong token or user)");
+            }
+        }
+    }
+
+    private async Task ReceiveLoopAsync()
+    {
+        var socket = _socket!;
+        var buffer = new byte[FrameLimits.MaxFrameSize];
+        var fds = new int[FrameLimits.MaxFdsPerFrame];
+        try
+        {
+            while (!_stopping.IsCancellationRequested)
+            {
+                await socket.WaitReadableAsync(_stopping.Token).ConfigureAwait(false);
+                while (true)
+                {
+                    var status = socket.TryReceive(buffer, fds, out var length, out var fdCount);
+                    if (status == ReceiveStatus.WouldBlock)
+                    {
+                        break;
+                    }
+
+                    if (status != ReceiveStatus.Frame)
+                    {
+                        OnClosed(status == ReceiveStatus.Malformed ? "a malformed frame" : "end of stream");
+                        return;
+                    }
+
+                    Handle(buffer.AsSpan(0, length), fds.AsSpan(0, fdCount));
+                }
+            }
+        }
+        catch (OperationCanceledException) when (_stopping.IsCancellationRequested)
+        {
+        }
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+        {
+            OnClosed(ex.Message);
+        }
+        catch (InvalidFrameException ex)
+        {
+            OnClosed(ex.Message);
+        }
+    }
+
+    private void Handle(ReadOnlySpan<byte> frame, ReadOnlySpan<int> fds)
+    {
+        var reader = new FrameReader(frame);
+        if (reader.Type != FrameType.Connections && !fds.IsEmpty)
+        {
+            ChannelSocket.CloseAll(fds);
+            throw new InvalidFrameException($"{reader.Type} frame carried file descriptors");
+        }
+
+        switch (reader.Type)
+        {
+            case FrameType.Connections:
+                HandleConnections(ref reader, fds);
+                break;
+            case FrameType.BindResult:
+                var requestId = reader.ReadInt32();
+                var listenerId = reader.ReadInt32();
+                var error = (SocketError)reader.ReadInt32();
+                var text = reader.ReadRemainingString();
+                if (_pendingBinds.TryRemove(requestId, out var completion))
+                {
+                    completion.TrySetResult(new BindResult(listenerId, error, text));
+                }
+
+                break;
+            case FrameType.Stop:
+                ClusterTransportLog.StopRequested(_logger);
+                _lifetime.StopApplication();
+                break;
+            default:
+                throw new InvalidFrameException($"unexpected {reader.Type} frame from the supervisor");
+        }
+    }
+
+    private void HandleConnections(ref FrameReader reader, ReadOnlySpan<int> fds)
+    {
+        int count;
+        try
+        {
+            count = reader.ReadByte();
+            if (count != fds.Length)
+            {
+                throw new InvalidFrameException($"Connections frame names {count} connections but carries {fds.Length} fds");
+            }
+        }
+        catch
+        {
+            ChannelSocket.CloseAll(fds);
+            throw;
+        }
+
+        for (var i = 0; i < count; i++)
+        {
+            var listenerId = reader.ReadInt32();
+            var sequence = reader.ReadInt64();
+            if (!_listeners.TryGetValue(listenerId, out var listener) || !listener.TryEnqueue(sequence, fds[i]))
+            {
+                ChannelSocket.CloseAll(fds.Slice(i, 1));
+                Acknowledge(sequence, accepted: false);
+            }
+        }
+    }
+
+    private void OnClosed(string reason)
+    {
+        if (_closed)
+        {
+            return;
+        }
+
+        _closed = true;
+        foreach (var pending in _pendingBinds.Values)
+        {
+            pending.TrySetException(SupervisorGone());
+        }
+
+        if (!_stopping.IsCancellationRequested)
+        {
+            ClusterTransportLog.SupervisorGone(_logger, reason);
+            // No supervisor, no new connections: stop gracefully rather than linger as an orphan.
+            _lifetime.StopApplication();
+        }
+    }
+
+    private void Send(ReadOnlySpan<byte> frame)
+    {
+        lock (_sendLock)
+        {
+            _socket!.Send(frame);
+        }
+    }
+
+    private void TrySendQuietly(ReadOnlySpan<byte> frame)
+    {
+        try
+        {
+            Send(frame);
+        }
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+        {
+            OnClosed(ex.Message);
+        }
+    }
+
+    private static IOException SupervisorGone() => new("The kestrel-cluster supervisor closed the channel.");
+
+    private static string Describe(Exception ex) => ex switch
+    {
+        OperationCanceledException => "timed out",
+        _ => ex.Message,
+    };
+
+    public async ValueTask DisposeAsync()
+    {
+        _stopping.Cancel();
+        _socket?.Dispose();
+        if (_receiveLoop is not null)
+        {
+            await _receiveLoop.ConfigureAwait(false);
+        }
+
+        _stopping.Dispose();
+        _connectLock.Dispose();
+    }
+}
+
+internal readonly record struct BindResult(int ListenerId, SocketError Error, string Text)
+{
+    public bool Succeeded => ListenerId >= 0;
+}

@@ -1,0 +1,23 @@
+using System.Buffers.Binary;
+using System.Net.Sockets;
+
+namespace KestrelCluster.Interop;
+
+// SO_PEERCRED of a connected Unix socket: who is on the other end, as the kernel saw it at connect.
+internal readonly record struct PeerCredentials(int ProcessId, uint UserId, uint GroupId)
+{
+    public static PeerCredentials Of(Socket socket)
+    {
+        Span<byte> buffer = stackalloc byte[12];
+        var length = socket.GetRawSocketOption(Libc.SOL_SOCKET, Libc.SO_PEERCRED, buffer);
+        if (length != 12)
+        {
+            throw new SocketException((int)SocketError.ProtocolOption);
+        }
+
+        return new PeerCredentials(
+            BinaryPrimitives.ReadInt32LittleEndian(buffer),
+            BinaryPrimitives.ReadUInt32LittleEndian(buffer[4..]),
+            BinaryPrimitives.ReadUInt32LittleEndian(buffer[8..]));
+    }
+}

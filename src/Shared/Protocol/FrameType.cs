@@ -1,0 +1,33 @@
+namespace KestrelCluster.Protocol;
+
+// One SOCK_SEQPACKET message is one frame: a type byte, then the payload (little-endian).
+// Values are part of the wire format between supervisor and worker: never renumber.
+internal enum FrameType : byte
+{
+    // worker → supervisor: pid (i32), token (UTF-8, rest of the frame)
+    Hello = 1,
+    // supervisor → worker: worker id (i32), generation (i32)
+    Welcome = 2,
+    // worker → supervisor: request id (i32), endpoint (UTF-8, "127.0.0.1:0", "[::1]:80", "unix:/path")
+    Bind = 3,
+    // supervisor → worker: request id (i32), listener id (i32, -1 on failure), SocketError (i32), text (bound endpoint or reason)
+    BindResult = 4,
+    // worker → supervisor: the host has started; connections may come
+    Ready = 5,
+    // supervisor → worker: count (u8), count × (listener id i32, sequence i64); the fds ride along in the same message
+    Connections = 6,
+    // worker → supervisor: count (u16), count × (sequence i64, accepted u8)
+    Acks = 7,
+    // worker → supervisor: listener id (i32): Kestrel stopped accepting on it
+    Unbind = 8,
+    // supervisor → worker: drain and exit
+    Stop = 9,
+}
+
+internal static class FrameLimits
+{
+    // Bounds a peer cannot exceed without being dropped.
+    internal const int MaxFrameSize = 64 * 1024;
+    internal const int MaxFdsPerFrame = 16;
+    internal const int MaxAcksPerFrame = 1024;
+}

@@ -1,0 +1,3 @@
+namespace KestrelCluster.Protocol;
+
+internal sealed class InvalidFrameException(string message) : Exception(message);
