@@ -1,0 +1,210 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Text.RegularExpressions;
+using Xunit.Abstractions;
+
+namespace KestrelCluster.Tests.Infrastructure;
+
+/// <summary>
+/// A real `kestrel-cluster run` process in a private runtime folder. Its output goes to the test log;
+/// every process it started (supervisor and workers, by pid) is killed on dispose.
+/// </summary>
+public sealed partial class ClusterRun : IAsyncDisposable
+{
+    public static readonly TimeSpan StartTimeout = TimeSpan.FromSeconds(60);
+
+    private readonly Process _process;
+    private readonly ITestOutputHelper? _output;
+    private readonly ConcurrentQueue<string> _lines = new();
+    private readonly SemaphoreSlim _lineAdded = new(0);
+    private readonly TaskCompletionSource _exited = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    private ClusterRun(Process process, string runtimeRoot, string name, ITestOutputHelper? output)
+    {
+        _process = process;
+        RuntimeRoot = runtimeRoot;
+        Name = name;
+        _output = output;
+    }
+
+    public int Pid => _process.Id;
+
+    public string Name { get; }
+
+    /// <summary>XDG_RUNTIME_DIR of this run: channel and control sockets live below it.</summary>
+    public string RuntimeRoot { get; }
+
+    public string ChannelPath => Path.Combine(RuntimeRoot, "kestrel-cluster", Name, "channel.sock");
+
+    public IReadOnlyList<string> Lines => [.. _lines];
+
+    public string Output => string.Join('\n', _lines);
+
+    public bool HasExited => _exited.Task.IsCompleted;
+
+    public int ExitCode => _process.ExitCode;
+
+    /// <summary>Every worker pid the supervisor reported starting.</summary>
+    public IReadOnlyList<int> WorkerPids => [.. _lines.Select(l => WorkerStartedPattern().Match(l)).Where(m => m.Success).Select(m => int.Parse(m.Groups[2].Value))];
+
+    /// <summary>Starts `kestrel-cluster run [arguments]` serving the HelloCluster sample unless a command is given.</summary>
+    public static ClusterRun Start(ITestOutputHelper? output, IEnumerable<string> arguments, IDictionary<string, string>? environment = null, bool appendSampleCommand = true)
+    {
+        var runtimeRoot = TestPaths.NewTempDirectory();
+        var name = "t" + Guid.NewGuid().ToString("N")[..8];
+        var startInfo = new ProcessStartInfo(TestPaths.Dotnet)
+        {
+            UseShellExecute = false,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            RedirectStandardInput = true,
+            WorkingDirectory = TestPaths.SampleDirectory,
+        };
+        startInfo.ArgumentList.Add(TestPaths.SupervisorDll);
+        startInfo.ArgumentList.Add("run");
+        startInfo.ArgumentList.Add("--name");
+        startInfo.ArgumentList.Add(name);
+        foreach (var argument in arguments)
+        {
+            startInfo.ArgumentList.Add(argument);
+        }
+
+        if (appendSampleCommand)
+        {
+            startInfo.ArgumentList.Add("--");
+            startInfo.ArgumentList.Add(TestPaths.Dotnet);
+            startInfo.ArgumentList.Add(TestPaths.SampleDll);
+        }
+
+        startInfo.Environment["XDG_RUNTIME_DIR"] = runtimeRoot;
+        startInfo.Environment.Remove("ASPNETCORE_URLS");
+        startInfo.Environment.Remove("KESTREL_CLUSTER_CHANNEL");
+        foreach (var (key, value) in environment ?? new Dictionary<string, string>())
+        {
+            startInfo.Environment[key] = value;
+        }
+
+        var process = new Process { StartInfo = startInfo, EnableRaisingEvents = true };
+        var run = new ClusterRun(process, runtimeRoot, name, output);
+        process.OutputDataReceived += (_, e) => run.OnLine(e.Data);
+        process.ErrorDataReceived += (_, e) => run.OnLine(e.Data);
+        process.Exited += (_, _) => run._exited.TrySetResult();
+        process.Start();
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        return run;
+    }
+
+    /// <summary>Starts a cluster of the sample and waits until every worker is ready and the port is known.</summary>
+    public static async Task<ClusterRun> StartReadyAsync(ITestOutputHelper? output, int workers, string urls = "http://127.0.0.1:0", IDictionary<string, string>? environment = null, params string[] extraArguments)
+    {
+        var run = Start(output, ["--workers", workers.ToString(), "--urls", urls, .. extraArguments], environment);
+        try
+        {
+            await run.WaitForLineAsync(new Regex($"All {workers} workers ready"), StartTimeout);
+            return run;
+        }
+        catch
+        {
+            await run.DisposeAsync();
+            throw;
+        }
+    }
+
+    /// <summary>The port of the first TCP endpoint the supervisor listens on.</summary>
+    public int Port => ListeningEndpoints().Select(e => int.Parse(e[(e.LastIndexOf(':') + 1)..])).First();
+
+    public IReadOnlyList<string> ListeningEndpoints() => [.. _lines.Select(l => ListeningPattern().Match(l)).Where(m => m.Success).Select(m => m.Groups[1].Value)];
+
+    public async Task<string> WaitForLineAsync(Regex pattern, TimeSpan timeout, int skip = 0)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while (true)
+        {
+            var match = _lines.Where(l => pattern.IsMatch(l)).Skip(skip).FirstOrDefault();
+            if (match is not null)
+            {
+                return match;
+            }
+
+            var remaining = deadline - DateTime.UtcNow;
+            if (remaining <= TimeSpan.Zero)
+            {
+                throw new TimeoutException($"No output line matched /{pattern}/ within {timeout.TotalSeconds} s. Output:\n{Output}");
+            }
+
+            if (HasExited && !await _lineAdded.WaitAsync(TimeSpan.FromMilliseconds(200)))
+            {
+                throw new InvalidOperationException($"kestrel-cluster exited ({_process.ExitCode}) before a line matched /{pattern}/. Output:\n{Output}");
+            }
+
+            await _lineAdded.WaitAsync(remaining < TimeSpan.FromMilliseconds(200) ? remaining : TimeSpan.FromMilliseconds(200));
+        }
+    }
+
+    public async Task<int> WaitForExitAsync(TimeSpan timeout)
+    {
+        await _exited.Task.WaitAsync(timeout);
+        // Exited fires before the redirected streams are drained.
+        await _process.WaitForExitAsync().WaitAsync(timeout);
+        return _process.ExitCode;
+    }
+
+    public void Signal(int signal) => ProcessInfo.Signal(_process.Id, signal);
+
+    private void OnLine(string? line)
+    {
+        if (line is null)
+        {
+            return;
+        }
+
+        _lines.Enqueue(line);
+        _lineAdded.Release();
+        try
+        {
+            _output?.WriteLine(line);
+        }
+        catch (InvalidOperationException)
+        {
+            // the test is over; keep collecting for cleanup
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (!HasExited)
+        {
+            Signal(ProcessInfo.SIGKILL);
+        }
+
+        foreach (var pid in WorkerPids)
+        {
+            ProcessInfo.Signal(pid, ProcessInfo.SIGKILL);
+        }
+
+        try
+        {
+            await _process.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(10));
+        }
+        catch (TimeoutException)
+        {
+        }
+
+        await ProcessInfo.WaitUntilGoneAsync(WorkerPids, TimeSpan.FromSeconds(10));
+        _process.Dispose();
+        try
+        {
+            Directory.Delete(RuntimeRoot, recursive: true);
+        }
+        catch (IOException)
+        {
+        }
+    }
+
+    [GeneratedRegex(@"Worker (\d+) started \(pid (\d+)")]
+    private static partial Regex WorkerStartedPattern();
+
+    [GeneratedRegex(@"Listening on (\S+)$")]
+    private static partial Regex ListeningPattern();
+}

@@ -1,0 +1,49 @@
+using System.Runtime.InteropServices;
+
+namespace KestrelCluster.Tests.Infrastructure;
+
+internal static partial class ProcessInfo
+{
+    public const int SIGKILL = 9;
+    public const int SIGTERM = 15;
+    public const int SIGCONT = 18;
+    public const int SIGSTOP = 19;
+
+    // A zombie (exited, not yet reaped) counts as gone: it holds no sockets and runs no code.
+    public static bool IsAlive(int pid)
+    {
+        try
+        {
+            var stat = File.ReadAllText($"/proc/{pid}/stat");
+            var state = stat[(stat.LastIndexOf(')') + 2)..][0];
+            return state is not ('Z' or 'X');
+        }
+        catch (IOException)
+        {
+            return false;
+        }
+    }
+
+    public static void Signal(int pid, int signal) => _ = kill(pid, signal);
+
+    public static async Task<bool> WaitUntilGoneAsync(IEnumerable<int> pids, TimeSpan timeout)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        var remaining = pids.ToList();
+        while (DateTime.UtcNow < deadline)
+        {
+            remaining.RemoveAll(pid => !IsAlive(pid));
+            if (remaining.Count == 0)
+            {
+                return true;
+            }
+
+            await Task.Delay(50);
+        }
+
+        return remaining.All(pid => !IsAlive(pid));
+    }
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int kill(int pid, int signal);
+}
