@@ -1,6 +1,8 @@
 using System.Reflection;
 using System.Runtime.InteropServices;
+using System.Text.Json;
 using KestrelCluster.Supervisor.Cli;
+using KestrelCluster.Supervisor.Control;
 using KestrelCluster.Supervisor.Hosting;
 using KestrelCluster.Supervisor.Workers;
 using Microsoft.Extensions.Logging;
@@ -35,6 +37,8 @@ internal static class Program
                 return 0;
             case RunCommand run:
                 return await RunAsync(run.Options).ConfigureAwait(false);
+            case ControlVerb verb:
+                return await ControlAsync(verb).ConfigureAwait(false);
             default:
                 return Error("unsupported command.", UsageError);
         }
@@ -74,6 +78,11 @@ internal static class Program
 
         using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
         using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
+        using var sighup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, context =>
+        {
+            context.Cancel = true;
+            supervisor?.RequestReload("SIGHUP");
+        });
 
         WorkerCommand workerCommand;
         RuntimeDirectory runtimeDirectory;
@@ -103,6 +112,40 @@ internal static class Program
                 return await supervisor.RunAsync(stopping.Token).ConfigureAwait(false);
             }
         }
+    }
+
+    private static async Task<int> ControlAsync(ControlVerb verb)
+    {
+        var timeout = verb.Verb == ControlCommands.List ? TimeSpan.FromSeconds(30) : TimeSpan.FromMinutes(10);
+        ControlResponse response;
+        try
+        {
+            response = await ControlClient.SendAsync(verb.Name, new ControlRequest(verb.Verb, verb.Workers), timeout).ConfigureAwait(false);
+        }
+        catch (CommandLineException ex)
+        {
+            return Error(ex.Message, RunFailed);
+        }
+
+        if (!response.Ok)
+        {
+            return Error(response.Message, RunFailed);
+        }
+
+        if (verb.Verb != ControlCommands.List)
+        {
+            Console.Out.WriteLine(response.Message);
+        }
+        else if (verb.Json)
+        {
+            Console.Out.WriteLine(JsonSerializer.Serialize(response.Workers ?? [], ControlJson.Default.IReadOnlyListWorkerRow));
+        }
+        else
+        {
+            Console.Out.Write(WorkerTable.Format(response.Workers ?? []));
+        }
+
+        return 0;
     }
 
     private static string SafeName(string appName)

@@ -10,6 +10,9 @@ internal sealed record VersionCommand : ParsedCommand;
 
 internal sealed record RunCommand(RunOptions Options) : ParsedCommand;
 
+// list, reload, scale, stop: sent to a running cluster over its control socket.
+internal sealed record ControlVerb(string Verb, string? Name, int? Workers = null, bool Json = false) : ParsedCommand;
+
 // Parses the kestrel-cluster command line. Every mistake is one CommandLineException with a message
 // that names the offending word, so the user sees a single clear line.
 internal static class CommandLine
@@ -32,11 +35,18 @@ internal static class CommandLine
           --kill-timeout <s>      drain time before a worker is killed (default 30)
           --ready-timeout <s>     time a new worker has to become ready (default 30)
 
+          list   [-n name] [--json]   one row per worker: id, pid, generation, state, uptime, restarts,
+                                      open and total connections
+          reload [-n name]            rolling, zero-downtime: each worker replaced once its successor is ready
+          scale  <N> [-n name]        run N workers (scaling down drains the extra ones)
+          stop   [-n name]            drain every worker and exit
+                                      (-n may be left out while only one cluster runs)
+
           -h, --help              show this help
           --version               show the version
         """;
 
-    private const int MaxWorkers = 1024;
+    public const int MaxWorkers = 1024;
 
     public static ParsedCommand Parse(IReadOnlyList<string> args)
     {
@@ -50,6 +60,7 @@ internal static class CommandLine
             "-h" or "--help" or "help" => new HelpCommand(Usage),
             "--version" => new VersionCommand(),
             "run" => ParseRun(args.Skip(1).ToList()),
+            "list" or "reload" or "scale" or "stop" => ParseControl(args[0], args.Skip(1).ToList()),
             var other when other.StartsWith('-') => throw new CommandLineException($"unknown option '{other}'. Try 'kestrel-cluster --help'."),
             var other => throw new CommandLineException($"unknown command '{other}'. Try 'kestrel-cluster --help'."),
         };
@@ -136,6 +147,45 @@ internal static class CommandLine
         return new RunCommand(options);
     }
 
+    private static ParsedCommand ParseControl(string verb, List<string> args)
+    {
+        string? name = null;
+        int? workers = null;
+        var json = false;
+        for (var i = 0; i < args.Count; i++)
+        {
+            var arg = args[i];
+            switch (arg)
+            {
+                case "-h" or "--help":
+                    return new HelpCommand(Usage);
+                case "-n" or "--name":
+                    name = i + 1 < args.Count ? ParseName(args[++i]) : throw new CommandLineException($"option '{arg}' needs a value.");
+                    break;
+                case "--json" when verb == "list":
+                    json = true;
+                    break;
+                default:
+                    if (verb == "scale" && workers is null && !arg.StartsWith('-'))
+                    {
+                        workers = ParseWorkers(arg);
+                        break;
+                    }
+
+                    throw arg.StartsWith('-')
+                        ? new CommandLineException($"unknown option '{arg}' for '{verb}'. Try 'kestrel-cluster --help'.")
+                        : new CommandLineException($"unexpected argument '{arg}' for '{verb}'.");
+            }
+        }
+
+        if (verb == "scale" && workers is null)
+        {
+            throw new CommandLineException("scale needs the number of workers, e.g. 'kestrel-cluster scale 4'.");
+        }
+
+        return new ControlVerb(verb, name, workers, json);
+    }
+
     internal static int ParseWorkers(string value)
     {
         if (value == "max")
@@ -163,7 +213,7 @@ internal static class CommandLine
         return TimeSpan.FromSeconds(seconds);
     }
 
-    private static string ParseName(string value)
+    internal static string ParseName(string value)
     {
         if (value.Length is 0 or > 64 || value is "." or ".." || !value.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.'))
         {

@@ -56,6 +56,14 @@ internal sealed class Dispatcher
         }
     }
 
+    public int UnackedOf(DispatchTarget target)
+    {
+        lock (_gate)
+        {
+            return target.Unacked.Count;
+        }
+    }
+
     /// <summary>Takes ownership of an accepted fd. Blocks the accept thread while the waiting queue is full.</summary>
     public void Dispatch(int fd, int listenerId)
     {

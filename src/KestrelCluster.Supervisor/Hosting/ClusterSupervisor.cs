@@ -3,6 +3,7 @@ using KestrelCluster.Interop;
 using KestrelCluster.Protocol;
 using KestrelCluster.Supervisor.Accept;
 using KestrelCluster.Supervisor.Cli;
+using KestrelCluster.Supervisor.Control;
 using KestrelCluster.Supervisor.Distribution;
 using KestrelCluster.Supervisor.Workers;
 using Microsoft.Extensions.Logging;
@@ -34,7 +35,11 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
     private readonly Dispatcher _dispatcher;
     private readonly ListenerRegistry _listeners;
     private readonly ChannelServer _channelServer;
-    private readonly WorkerSlot[] _slots;
+    private readonly List<WorkerSlot> _slots;
+    private readonly ControlServer _controlServer;
+    private readonly List<TaskCompletionSource<ControlResponse>> _stopWaiters = [];
+    private readonly List<(TaskCompletionSource<ControlResponse> Waiter, long Deadline)> _scaleWaiters = [];
+    private ReloadOperation? _reload;
     private readonly List<WorkerInstance> _instances = [];
     private readonly Lock _admissionLock = new();
     private readonly List<WorkerInstance> _awaitingAdmission = [];
@@ -53,18 +58,22 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
         _errorOutput = errorOutput;
         _dispatcher = new Dispatcher(maxWait: options.ReadyTimeout);
         _listeners = new ListenerRegistry((fd, listener) => _dispatcher.Dispatch(fd, listener.Id), OnAcceptError);
-        _slots = Enumerable.Range(0, options.Workers).Select(i => new WorkerSlot(i)).ToArray();
+        _slots = Enumerable.Range(0, options.Workers).Select(i => new WorkerSlot(i, Generation)).ToList();
         _channelServer = new ChannelServer(runtimeDirectory.ChannelSocketPath, ClaimToken, OnAdmitted, OnRefused);
+        _controlServer = new ControlServer(runtimeDirectory.ControlSocketPath, ExecuteAsync, OnRefused);
     }
 
     public int Generation { get; private set; } = 1;
 
     public void RequestStop(string reason) => Post(new StopRequested(reason));
 
+    public void RequestReload(string reason) => Post(new ControlCommand(new ControlRequest(ControlCommands.Reload), null, reason));
+
     public async Task<int> RunAsync(CancellationToken cancellationToken)
     {
         _channelServer.Start();
-        SupervisorLog.Starting(_logger, _slots.Length, _command.AppName, _command.ToString());
+        _controlServer.Start();
+        SupervisorLog.Starting(_logger, _slots.Count, _command.AppName, _command.ToString());
         foreach (var slot in _slots)
         {
             StartWorker(slot);
@@ -95,6 +104,12 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
 
         ticker.Dispose();
         SupervisorLog.Stopped(_logger);
+        foreach (var waiter in _stopWaiters)
+        {
+            waiter.TrySetResult(_exitCode == 0 ? ControlResponse.Success("stopped") : ControlResponse.Failure("stopped after an error"));
+        }
+
+        await _controlServer.FlushAsync(TimeSpan.FromSeconds(2)).ConfigureAwait(false);
         return _exitCode;
     }
 
@@ -123,22 +138,30 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
             case FatalError fatal:
                 Fail(fatal.Message);
                 break;
+            case ControlCommand command:
+                OnControlCommand(command);
+                break;
         }
     }
 
     private void StartWorker(WorkerSlot slot)
     {
         slot.RestartAt = null;
+        slot.Current = Spawn(slot, slot.Generation);
+    }
+
+    private WorkerInstance? Spawn(WorkerSlot slot, int generation)
+    {
         WorkerInstance instance;
         try
         {
-            instance = WorkerInstance.Start(_command, slot.Id, Generation, _runtimeDirectory.ChannelSocketPath, _options.Urls, _workerOutput,
+            instance = WorkerInstance.Start(_command, slot.Id, generation, _runtimeDirectory.ChannelSocketPath, _options.Urls, _workerOutput,
                 exited => Post(new WorkerExited(exited)));
         }
         catch (WorkerStartException ex)
         {
             Fail(ex.Message);
-            return;
+            return null;
         }
 
         lock (_admissionLock)
@@ -146,9 +169,9 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
             _awaitingAdmission.Add(instance);
         }
 
-        slot.Current = instance;
         _instances.Add(instance);
         SupervisorLog.WorkerStarted(_logger, slot.Id, instance.Pid, instance.Generation);
+        return instance;
     }
 
     private void OnWorkerAdmitted(WorkerSession session)
@@ -174,16 +197,39 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
         instance.State = WorkerState.Ready;
         instance.BecameReady = true;
         instance.ReadyAt = Environment.TickCount64;
-        _slots[instance.SlotId].FailuresBeforeReady = 0;
+        var slot = SlotOf(instance);
+        if (slot is not null)
+        {
+            slot.FailuresBeforeReady = 0;
+        }
+
         _dispatcher.AddReady(session);
         SupervisorLog.WorkerReady(_logger, instance.SlotId, instance.Pid, instance.Generation, instance.ReadyAt - instance.StartedAt);
+
+        if (_reload?.Incoming == instance && slot is not null)
+        {
+            // The new generation serves before the old one drains: capacity never drops.
+            var outgoing = slot.Current;
+            slot.Current = instance;
+            slot.Generation = instance.Generation;
+            if (outgoing is not null && !outgoing.HasExited)
+            {
+                Drain(outgoing);
+            }
+
+            ContinueReload();
+        }
 
         if (!_announcedAllReady && _slots.All(s => s.Current?.State == WorkerState.Ready))
         {
             _announcedAllReady = true;
-            SupervisorLog.AllReady(_logger, _slots.Length);
+            SupervisorLog.AllReady(_logger, _slots.Count);
         }
+
+        CompleteScaleWaiters();
     }
+
+    private WorkerSlot? SlotOf(WorkerInstance instance) => _slots.Find(s => s.Id == instance.SlotId);
 
     private void OnWorkerChannelClosed(WorkerSession session, string reason, bool violation)
     {
@@ -204,29 +250,39 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
             _awaitingAdmission.Remove(instance);
         }
 
-        var wasState = instance.State;
         instance.State = WorkerState.Exited;
         _instances.Remove(instance);
         instance.Session?.Close("the process exited");
         var exit = WorkerInstance.DescribeExit(instance.ExitCode ?? -1);
-        var slot = _slots[instance.SlotId];
+        var slot = SlotOf(instance);
+        instance.Dispose();
 
-        if (_stopPhase != StopPhase.None || wasState == WorkerState.Draining && slot.Current != instance)
+        if (_reload?.Incoming == instance)
         {
-            SupervisorLog.WorkerExited(_logger, instance.SlotId, instance.Pid, exit);
-            instance.Dispose();
-            CompleteStopIfDone();
+            SupervisorLog.WorkerCrashed(_logger, instance.SlotId, instance.Pid, exit);
+            FailReload($"worker {instance.SlotId} of generation {instance.Generation} exited before it became ready ({exit})");
             return;
         }
 
-        SupervisorLog.WorkerCrashed(_logger, instance.SlotId, instance.Pid, exit);
-        instance.Dispose();
-        if (slot.Current != instance)
+        if (_stopPhase != StopPhase.None || slot is null || slot.Current != instance)
         {
+            // drained, replaced or stopping: an expected exit
+            SupervisorLog.WorkerExited(_logger, instance.SlotId, instance.Pid, exit);
+            CompleteStopIfDone();
+            CompleteScaleWaiters();
             return;
         }
 
         slot.Current = null;
+        if (slot.Retiring)
+        {
+            SupervisorLog.WorkerExited(_logger, instance.SlotId, instance.Pid, exit);
+            _slots.Remove(slot);
+            CompleteScaleWaiters();
+            return;
+        }
+
+        SupervisorLog.WorkerCrashed(_logger, instance.SlotId, instance.Pid, exit);
         if (!instance.BecameReady)
         {
             slot.FailuresBeforeReady++;
@@ -283,14 +339,32 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
                 }
             }
 
+            for (var i = _scaleWaiters.Count - 1; i >= 0; i--)
+            {
+                if (_scaleWaiters[i].Deadline < now)
+                {
+                    _scaleWaiters[i].Waiter.TrySetResult(ControlResponse.Failure($"not every worker was ready within {_options.ReadyTimeout.TotalSeconds} s"));
+                    _scaleWaiters.RemoveAt(i);
+                }
+            }
+
             foreach (var instance in _instances.ToList())
             {
                 if (instance.State == WorkerState.Starting && now - instance.StartedAt > _options.ReadyTimeout.TotalMilliseconds)
                 {
                     SupervisorLog.WorkerNotReady(_logger, instance.SlotId, instance.Pid, _options.ReadyTimeout.TotalSeconds);
+                    if (_reload?.Incoming == instance)
+                    {
+                        _reload.FailureReason = $"worker {instance.SlotId} of generation {instance.Generation} did not become ready within {_options.ReadyTimeout.TotalSeconds} s";
+                    }
+
                     instance.State = WorkerState.Draining;
                     instance.DrainStartedAt = now;
                     instance.Kill();
+                }
+                else if (instance.State == WorkerState.Draining && !instance.StopSent)
+                {
+                    SendStopWhenSettled(instance, now);
                 }
                 else if (instance.State == WorkerState.Draining && now - instance.DrainStartedAt > _options.KillTimeout.TotalMilliseconds)
                 {
@@ -308,7 +382,14 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
             case StopPhase.Settling when (_dispatcher.WaitingCount == 0 && _dispatcher.UnackedCount == 0) || now - _stopPhaseStartedAt > SettleLimit.TotalMilliseconds:
                 DrainAll();
                 break;
-            case StopPhase.Draining when now - _stopPhaseStartedAt > _options.KillTimeout.TotalMilliseconds:
+            case StopPhase.Draining when now - _stopPhaseStartedAt <= _options.KillTimeout.TotalMilliseconds:
+                foreach (var instance in _instances.Where(i => !i.StopSent).ToList())
+                {
+                    SendStopWhenSettled(instance, now);
+                }
+
+                break;
+            case StopPhase.Draining:
                 foreach (var instance in _instances.Where(i => !i.HasExited).ToList())
                 {
                     SupervisorLog.WorkerKilled(_logger, instance.SlotId, instance.Pid, $"still running {_options.KillTimeout.TotalSeconds} s after it was asked to stop");
@@ -364,14 +445,34 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
         if (instance.Session is { } session)
         {
             _dispatcher.StopDispatching(session);
-            if (session.SendStop())
-            {
-                return;
-            }
+            SendStopWhenSettled(instance, instance.DrainStartedAt);
+            return;
         }
 
         // Not connected (yet, or any more): there is nothing in flight to finish.
+        instance.StopSent = true;
         instance.Kill();
+    }
+
+    // Stop goes out only once the worker has acknowledged every connection passed to it: Kestrel closes
+    // a connection accepted during shutdown before reading its request (FACTS.md), so none may arrive then.
+    private void SendStopWhenSettled(WorkerInstance instance, long now)
+    {
+        if (instance.StopSent || instance.Session is not { } session)
+        {
+            return;
+        }
+
+        if (_dispatcher.UnackedOf(session) > 0 && now - instance.DrainStartedAt < SettleLimit.TotalMilliseconds)
+        {
+            return;
+        }
+
+        instance.StopSent = true;
+        if (!session.SendStop())
+        {
+            instance.Kill();
+        }
     }
 
     private void Fail(string message)
@@ -401,6 +502,196 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
         {
             _stopPhase = StopPhase.Done;
         }
+    }
+
+    private Task<ControlResponse> ExecuteAsync(ControlRequest request)
+    {
+        var waiter = new TaskCompletionSource<ControlResponse>(TaskCreationOptions.RunContinuationsAsynchronously);
+        Post(new ControlCommand(request, waiter, "control socket"));
+        return waiter.Task;
+    }
+
+    private void OnControlCommand(ControlCommand command)
+    {
+        var request = command.Request;
+        var waiter = command.Waiter;
+        if (_stopPhase != StopPhase.None && request.Command != ControlCommands.List)
+        {
+            if (request.Command == ControlCommands.Stop && waiter is not null)
+            {
+                _stopWaiters.Add(waiter);
+                return;
+            }
+
+            waiter?.TrySetResult(ControlResponse.Failure("the cluster is stopping"));
+            return;
+        }
+
+        switch (request.Command)
+        {
+            case ControlCommands.List:
+                waiter?.TrySetResult(ControlResponse.Success($"{_slots.Count} workers, generation {Generation}", ListWorkers()));
+                break;
+            case ControlCommands.Stop:
+                if (waiter is not null)
+                {
+                    _stopWaiters.Add(waiter);
+                }
+
+                BeginStop("stop command");
+                break;
+            case ControlCommands.Reload:
+                StartReload(waiter, command.Source);
+                break;
+            case ControlCommands.Scale when request.Workers is >= 1 and <= CommandLine.MaxWorkers:
+                Scale(request.Workers.Value, waiter);
+                break;
+            case ControlCommands.Scale:
+                waiter?.TrySetResult(ControlResponse.Failure($"scale needs a number of workers from 1 to {CommandLine.MaxWorkers}"));
+                break;
+            default:
+                waiter?.TrySetResult(ControlResponse.Failure($"unknown command '{request.Command}'"));
+                break;
+        }
+    }
+
+    private IReadOnlyList<WorkerRow> ListWorkers()
+    {
+        var now = Environment.TickCount64;
+        return _instances
+            .OrderBy(i => i.SlotId).ThenBy(i => i.Generation)
+            .Select(i => new WorkerRow(
+                i.SlotId,
+                i.Pid,
+                i.Generation,
+                i.State.ToString().ToLowerInvariant(),
+                Math.Round((now - i.StartedAt) / 1000.0, 1),
+                SlotOf(i)?.Restarts ?? 0,
+                i.Session?.OpenConnections ?? 0,
+                i.Session?.Accepted ?? 0))
+            .ToList();
+    }
+
+    private void StartReload(TaskCompletionSource<ControlResponse>? waiter, string source)
+    {
+        if (_reload is not null)
+        {
+            if (waiter is not null)
+            {
+                _reload.Waiters.Add(waiter);
+            }
+
+            return;
+        }
+
+        var from = Generation;
+        Generation++;
+        SupervisorLog.ReloadStarting(_logger, source, from, Generation);
+        _reload = new ReloadOperation(from, Generation, new Queue<WorkerSlot>(_slots.Where(s => !s.Retiring)));
+        if (waiter is not null)
+        {
+            _reload.Waiters.Add(waiter);
+        }
+
+        ContinueReload();
+    }
+
+    private void ContinueReload()
+    {
+        var reload = _reload!;
+        reload.Incoming = null;
+        while (reload.Pending.TryDequeue(out var slot))
+        {
+            if (!_slots.Contains(slot))
+            {
+                continue;
+            }
+
+            slot.RestartAt = null;
+            reload.Incoming = Spawn(slot, reload.ToGeneration);
+            return;
+        }
+
+        _reload = null;
+        SupervisorLog.ReloadCompleted(_logger, reload.ToGeneration, _slots.Count);
+        foreach (var waiter in reload.Waiters)
+        {
+            waiter.TrySetResult(ControlResponse.Success($"reloaded {_slots.Count} workers to generation {reload.ToGeneration}", ListWorkers()));
+        }
+    }
+
+    private void FailReload(string reason)
+    {
+        var reload = _reload!;
+        _reload = null;
+        reason = reload.FailureReason ?? reason;
+        // Slots not yet replaced keep serving the old generation; that is what restarts use too.
+        Generation = reload.FromGeneration;
+        SupervisorLog.ReloadFailed(_logger, reason, reload.FromGeneration);
+        foreach (var waiter in reload.Waiters)
+        {
+            waiter.TrySetResult(ControlResponse.Failure($"reload failed: {reason}; the workers of generation {reload.FromGeneration} keep serving"));
+        }
+    }
+
+    private void Scale(int workers, TaskCompletionSource<ControlResponse>? waiter)
+    {
+        var active = _slots.Where(s => !s.Retiring).OrderBy(s => s.Id).ToList();
+        SupervisorLog.Scaling(_logger, active.Count, workers);
+        if (workers > active.Count)
+        {
+            var nextId = 0;
+            for (var added = active.Count; added < workers; added++)
+            {
+                while (_slots.Any(s => s.Id == nextId))
+                {
+                    nextId++;
+                }
+
+                var slot = new WorkerSlot(nextId, Generation);
+                _slots.Add(slot);
+                StartWorker(slot);
+            }
+        }
+        else
+        {
+            foreach (var slot in active.Skip(workers))
+            {
+                slot.Retiring = true;
+                slot.RestartAt = null;
+                if (slot.Current is { } current)
+                {
+                    Drain(current);
+                }
+                else
+                {
+                    _slots.Remove(slot);
+                }
+            }
+        }
+
+        _announcedAllReady = false;
+        if (waiter is not null)
+        {
+            _scaleWaiters.Add((waiter, Environment.TickCount64 + (long)_options.ReadyTimeout.TotalMilliseconds + 5_000));
+        }
+
+        CompleteScaleWaiters();
+    }
+
+    private void CompleteScaleWaiters()
+    {
+        if (_scaleWaiters.Count == 0 || _slots.Any(s => s.Retiring || s.Current?.State != WorkerState.Ready))
+        {
+            return;
+        }
+
+        foreach (var (waiter, _) in _scaleWaiters)
+        {
+            waiter.TrySetResult(ControlResponse.Success($"{_slots.Count} workers ready", ListWorkers()));
+        }
+
+        _scaleWaiters.Clear();
     }
 
     private WorkerInstance? ClaimToken(string token)
@@ -490,6 +781,7 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
 
     public void Dispose()
     {
+        _controlServer.Dispose();
         _channelServer.Dispose();
         _listeners.Dispose();
         _dispatcher.Close();
@@ -528,3 +820,21 @@ internal sealed record WorkerExited(WorkerInstance Instance) : SupervisorEvent;
 internal sealed record StopRequested(string Reason) : SupervisorEvent;
 
 internal sealed record FatalError(string Message) : SupervisorEvent;
+
+internal sealed record ControlCommand(ControlRequest Request, TaskCompletionSource<ControlResponse>? Waiter, string Source) : SupervisorEvent;
+
+// A rolling reload, one slot at a time: start the new generation's worker, wait until it is ready, drain the old.
+internal sealed class ReloadOperation(int fromGeneration, int toGeneration, Queue<WorkerSlot> pending)
+{
+    public int FromGeneration { get; } = fromGeneration;
+
+    public int ToGeneration { get; } = toGeneration;
+
+    public Queue<WorkerSlot> Pending { get; } = pending;
+
+    public WorkerInstance? Incoming { get; set; }
+
+    public string? FailureReason { get; set; }
+
+    public List<TaskCompletionSource<ControlResponse>> Waiters { get; } = [];
+}

@@ -18,7 +18,33 @@ internal sealed class RuntimeDirectory : IDisposable
 
     public string Path { get; }
 
-    public string ChannelSocketPath => System.IO.Path.Combine(Path, "channel.sock");
+    public string ChannelSocketPath => System.IO.Path.Combine(Path, ChannelSocketName);
+
+    public string ControlSocketPath => System.IO.Path.Combine(Path, ControlSocketName);
+
+    private const string ChannelSocketName = "channel.sock";
+    private const string ControlSocketName = "control.sock";
+
+    /// <summary>The control socket of the named cluster, or of the only one running when no name is given.</summary>
+    public static string FindControlSocket(string? clusterName)
+    {
+        var root = RootFor(Libc.GetEffectiveUserId());
+        if (clusterName is not null)
+        {
+            var path = System.IO.Path.Combine(root, clusterName, ControlSocketName);
+            return File.Exists(path) ? path : throw new CommandLineException($"no cluster named '{clusterName}' is running (no {path}).");
+        }
+
+        var running = Directory.Exists(root)
+            ? Directory.GetDirectories(root).Where(d => File.Exists(System.IO.Path.Combine(d, ControlSocketName))).ToList()
+            : [];
+        return running.Count switch
+        {
+            1 => System.IO.Path.Combine(running[0], ControlSocketName),
+            0 => throw new CommandLineException($"no cluster is running (nothing in {root})."),
+            _ => throw new CommandLineException($"{running.Count} clusters are running ({string.Join(", ", running.Select(System.IO.Path.GetFileName))}); name one with -n."),
+        };
+    }
 
     public static string RootFor(uint userId)
     {
@@ -51,6 +77,8 @@ internal sealed class RuntimeDirectory : IDisposable
             // Left behind by a supervisor that was killed.
             File.Delete(directory.ChannelSocketPath);
         }
+
+        File.Delete(directory.ControlSocketPath);
 
         return directory;
     }
@@ -88,6 +116,7 @@ internal sealed class RuntimeDirectory : IDisposable
         try
         {
             File.Delete(ChannelSocketPath);
+            File.Delete(ControlSocketPath);
             Directory.Delete(Path);
         }
         catch (IOException)

@@ -55,4 +55,16 @@ internal static partial class SupervisorLog
 
     [LoggerMessage(17, LogLevel.Warning, "Worker {WorkerId} (pid {Pid}) did not become ready within {Seconds} s", EventName = "WorkerNotReady")]
     public static partial void WorkerNotReady(ILogger logger, int workerId, int pid, double seconds);
+
+    [LoggerMessage(18, LogLevel.Information, "Reloading ({Source}): generation {From} → {To}, one worker at a time", EventName = "ReloadStarting")]
+    public static partial void ReloadStarting(ILogger logger, string source, int from, int to);
+
+    [LoggerMessage(19, LogLevel.Information, "Reload complete: {Count} workers on generation {Generation}", EventName = "ReloadCompleted")]
+    public static partial void ReloadCompleted(ILogger logger, int generation, int count);
+
+    [LoggerMessage(20, LogLevel.Error, "Reload failed: {Reason}; generation {Generation} keeps serving", EventName = "ReloadFailed")]
+    public static partial void ReloadFailed(ILogger logger, string reason, int generation);
+
+    [LoggerMessage(21, LogLevel.Information, "Scaling from {From} to {To} workers", EventName = "Scaling")]
+    public static partial void Scaling(ILogger logger, int from, int to);
 }

@@ -41,6 +41,9 @@ internal sealed class WorkerInstance : IDisposable
 
     public long DrainStartedAt { get; set; }
 
+    // The Stop frame went out (or there was no channel to send it on).
+    public bool StopSent { get; set; }
+
     public int? ExitCode { get; private set; }
 
     public static WorkerInstance Start(
@@ -141,7 +144,7 @@ internal sealed class WorkerInstance : IDisposable
         9 => "SIGKILL",
         11 => "SIGSEGV",
         15 => "SIGTERM",
-        _ => "signal " + signal,
+        _ => "SIG" + signal,
     };
 
     private static int SafeExitCode(Process process)

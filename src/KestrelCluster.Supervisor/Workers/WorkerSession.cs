@@ -40,6 +40,11 @@ internal sealed class WorkerSession : DispatchTarget, IDisposable
 
     public override int Id => Instance.SlotId;
 
+    // From the worker's last Status frame (sent every second, which is also its heartbeat).
+    public int OpenConnections { get; private set; }
+
+    public long LastStatusAt { get; private set; } = Environment.TickCount64;
+
     public void Start() => _ = Task.Run(ReceiveLoopAsync);
 
     protected internal override int SendConnection(int listenerId, long sequence, int fd)
@@ -170,6 +175,11 @@ internal sealed class WorkerSession : DispatchTarget, IDisposable
                 }
 
                 SendBindResult(requestId, outcome);
+                break;
+            case FrameType.Status:
+                OpenConnections = Math.Max(0, reader.ReadInt32());
+                reader.EnsureEnd();
+                LastStatusAt = Environment.TickCount64;
                 break;
             case FrameType.Ready:
                 reader.EnsureEnd();

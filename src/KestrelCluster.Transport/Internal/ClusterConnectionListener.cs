@@ -55,7 +55,9 @@ internal sealed class ClusterConnectionListener : IConnectionListener
                         TrySetNoDelay(socket);
                     }
 
-                    return _contextFactory.Create(socket);
+                    var connection = _contextFactory.Create(socket);
+                    _channel.TrackConnection(connection);
+                    return connection;
                 }
             }
         }

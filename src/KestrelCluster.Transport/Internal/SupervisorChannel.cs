@@ -26,6 +26,8 @@ internal sealed class SupervisorChannel : IAsyncDisposable
     private ChannelSocket? _socket;
     private Task? _receiveLoop;
     private int _nextRequestId;
+    private int _openConnections;
+    private Task? _statusLoop;
     private volatile bool _closed;
 
     public SupervisorChannel(IOptions<ClusterTransportOptions> options, IHostApplicationLifetime lifetime, ILogger<SupervisorChannel> logger)
@@ -111,6 +113,31 @@ internal sealed class SupervisorChannel : IAsyncDisposable
         TrySendQuietly(writer.Written);
     }
 
+    public void TrackConnection(ConnectionContext connection)
+    {
+        Interlocked.Increment(ref _openConnections);
+        connection.ConnectionClosed.Register(static state => Interlocked.Decrement(ref ((SupervisorChannel)state!)._openConnections), this);
+    }
+
+    // Every second: the open connection count for `list`, and proof of life for hang detection.
+    private async Task StatusLoopAsync()
+    {
+        using var timer = new PeriodicTimer(TimeSpan.FromSeconds(1));
+        try
+        {
+            while (!_closed && await timer.WaitForNextTickAsync(_stopping.Token).ConfigureAwait(false))
+            {
+                var buffer = new byte[5];
+                var writer = new FrameWriter(buffer, FrameType.Status);
+                writer.WriteInt32(Volatile.Read(ref _openConnections));
+                TrySendQuietly(writer.Written);
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
+    }
+
     private async Task EnsureConnectedAsync(CancellationToken cancellationToken)
     {
         if (_socket is not null)
@@ -144,6 +171,7 @@ internal sealed class SupervisorChannel : IAsyncDisposable
             _socket = socket;
             ClusterTransportLog.Connected(_logger, WorkerId, Generation);
             _receiveLoop = Task.Run(ReceiveLoopAsync);
+            _statusLoop = Task.Run(StatusLoopAsync);
         }
         finally
         {
@@ -350,6 +378,11 @@ internal sealed class SupervisorChannel : IAsyncDisposable
         if (_receiveLoop is not null)
         {
             await _receiveLoop.ConfigureAwait(false);
+        }
+
+        if (_statusLoop is not null)
+        {
+            await _statusLoop.ConfigureAwait(false);
         }
 
         _stopping.Dispose();

@@ -22,6 +22,8 @@ internal enum FrameType : byte
     Unbind = 8,
     // supervisor → worker: drain and exit
     Stop = 9,
+    // worker → supervisor, every second: open connections (i32); also the worker's heartbeat
+    Status = 10,
 }
 
 internal static class FrameLimits

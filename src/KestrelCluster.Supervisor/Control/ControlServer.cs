@@ -1,0 +1,130 @@
+using System.Net.Sockets;
+using System.Text.Json;
+using KestrelCluster.Interop;
+using KestrelCluster.Protocol;
+
+namespace KestrelCluster.Supervisor.Control;
+
+// The cluster's control socket (0600 in the 0700 runtime folder). Peers of another uid are refused
+// (SO_PEERCRED) even if the file modes were loosened; one malformed request closes that peer only.
+internal sealed class ControlServer : IDisposable
+{
+    private static readonly TimeSpan RequestTimeout = TimeSpan.FromSeconds(10);
+
+    private readonly Socket _listenSocket;
+    private readonly Func<ControlRequest, Task<ControlResponse>> _execute;
+    private readonly Action<PeerCredentials?, string> _refused;
+    private readonly CancellationTokenSource _stopping = new();
+    private readonly uint _userId = Libc.GetEffectiveUserId();
+    private readonly List<Task> _inFlight = [];
+
+    public ControlServer(string path, Func<ControlRequest, Task<ControlResponse>> execute, Action<PeerCredentials?, string> refused)
+    {
+        _execute = execute;
+        _refused = refused;
+        _listenSocket = ChannelSocket.CreateSocket();
+        _listenSocket.Bind(new UnixDomainSocketEndPoint(path));
+        File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        _listenSocket.Listen(16);
+    }
+
+    public void Start() => _ = Task.Run(AcceptLoopAsync);
+
+    private async Task AcceptLoopAsync()
+    {
+        while (!_stopping.IsCancellationRequested)
+        {
+            Socket peer;
+            try
+            {
+                peer = await _listenSocket.AcceptAsync(_stopping.Token).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is OperationCanceledException or ObjectDisposedException)
+            {
+                return;
+            }
+            catch (SocketException)
+            {
+                continue;
+            }
+
+            lock (_inFlight)
+            {
+                _inFlight.RemoveAll(t => t.IsCompleted);
+                _inFlight.Add(Task.Run(() => ServeAsync(peer)));
+            }
+        }
+    }
+
+    private async Task ServeAsync(Socket peer)
+    {
+        using var socket = new ChannelSocket(peer);
+        PeerCredentials? credentials = null;
+        try
+        {
+            credentials = PeerCredentials.Of(peer);
+            if (credentials.Value.UserId != _userId)
+            {
+                _refused(credentials, $"uid {credentials.Value.UserId} may not control this cluster");
+                return;
+            }
+
+            var request = await ReceiveRequestAsync(socket).ConfigureAwait(false);
+            var response = await _execute(request).ConfigureAwait(false);
+            var bytes = JsonSerializer.SerializeToUtf8Bytes(response, ControlJson.Default.ControlResponse);
+            socket.Send(bytes.AsSpan(0, Math.Min(bytes.Length, FrameLimits.MaxFrameSize)));
+        }
+        catch (Exception ex) when (ex is InvalidFrameException or JsonException or OperationCanceledException or SocketException)
+        {
+            _refused(credentials, $"bad control request ({ex.Message})");
+        }
+    }
+
+    private async Task<ControlRequest> ReceiveRequestAsync(ChannelSocket socket)
+    {
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token);
+        timeout.CancelAfter(RequestTimeout);
+        var buffer = new byte[FrameLimits.MaxFrameSize];
+        var fds = new int[FrameLimits.MaxFdsPerFrame];
+        while (true)
+        {
+            await socket.WaitReadableAsync(timeout.Token).ConfigureAwait(false);
+            var status = socket.TryReceive(buffer, fds, out var length, out var fdCount);
+            ChannelSocket.CloseAll(fds.AsSpan(0, fdCount));
+            switch (status)
+            {
+                case ReceiveStatus.WouldBlock:
+                    continue;
+                case ReceiveStatus.Frame when fdCount == 0:
+                    return JsonSerializer.Deserialize(buffer.AsSpan(0, length), ControlJson.Default.ControlRequest)
+                        ?? throw new InvalidFrameException("empty request");
+                default:
+                    throw new InvalidFrameException(status == ReceiveStatus.Closed ? "closed before a request" : "malformed request");
+            }
+        }
+    }
+
+    /// <summary>Lets answers already being sent (e.g. to `stop`) reach their clients.</summary>
+    public async Task FlushAsync(TimeSpan timeout)
+    {
+        Task[] pending;
+        lock (_inFlight)
+        {
+            pending = [.. _inFlight];
+        }
+
+        try
+        {
+            await Task.WhenAll(pending).WaitAsync(timeout).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+        }
+    }
+
+    public void Dispose()
+    {
+        _stopping.Cancel();
+        _listenSocket.Dispose();
+    }
+}
