@@ -48,7 +48,7 @@ public sealed partial class ClusterRun : IAsyncDisposable
     public IReadOnlyList<int> WorkerPids => [.. _lines.Select(l => WorkerStartedPattern().Match(l)).Where(m => m.Success).Select(m => int.Parse(m.Groups[2].Value))];
 
     /// <summary>Starts `kestrel-cluster run [arguments]` serving the HelloCluster sample unless a command is given.</summary>
-    public static ClusterRun Start(ITestOutputHelper? output, IEnumerable<string> arguments, IDictionary<string, string>? environment = null, bool appendSampleCommand = true)
+    public static ClusterRun Start(ITestOutputHelper? output, IEnumerable<string> arguments, IDictionary<string, string>? environment = null, bool appendSampleCommand = true, string? workingDirectory = null)
     {
         var runtimeRoot = TestPaths.NewTempDirectory();
         var name = "t" + Guid.NewGuid().ToString("N")[..8];
@@ -58,7 +58,7 @@ public sealed partial class ClusterRun : IAsyncDisposable
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             RedirectStandardInput = true,
-            WorkingDirectory = TestPaths.SampleDirectory,
+            WorkingDirectory = workingDirectory ?? TestPaths.SampleDirectory,
         };
         startInfo.ArgumentList.Add(TestPaths.SupervisorDll);
         startInfo.ArgumentList.Add("run");
@@ -96,9 +96,9 @@ public sealed partial class ClusterRun : IAsyncDisposable
     }
 
     /// <summary>Starts a cluster of the sample and waits until every worker is ready and the port is known.</summary>
-    public static async Task<ClusterRun> StartReadyAsync(ITestOutputHelper? output, int workers, string urls = "http://127.0.0.1:0", IDictionary<string, string>? environment = null, params string[] extraArguments)
+    public static async Task<ClusterRun> StartReadyAsync(ITestOutputHelper? output, int workers, string urls = "http://127.0.0.1:0", IDictionary<string, string>? environment = null, string? workingDirectory = null, params string[] extraArguments)
     {
-        var run = Start(output, ["--workers", workers.ToString(), "--urls", urls, .. extraArguments], environment);
+        var run = Start(output, ["--workers", workers.ToString(), "--urls", urls, .. extraArguments], environment, workingDirectory: workingDirectory);
         try
         {
             await run.WaitForLineAsync(new Regex($"All {workers} workers ready"), StartTimeout);
@@ -152,6 +152,50 @@ public sealed partial class ClusterRun : IAsyncDisposable
 
     public void Signal(int signal) => ProcessInfo.Signal(_process.Id, signal);
 
+    /// <summary>Runs a control verb (`list`, `reload`, `scale N`, `stop`) against this cluster, as a user would.</summary>
+    public async Task<(int ExitCode, string Stdout, string Stderr)> RunCliAsync(TimeSpan timeout, params string[] arguments)
+    {
+        var startInfo = new ProcessStartInfo(TestPaths.Dotnet)
+        {
+            UseShellExecute = false,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        startInfo.ArgumentList.Add(TestPaths.SupervisorDll);
+        foreach (var argument in arguments)
+        {
+            startInfo.ArgumentList.Add(argument);
+        }
+
+        startInfo.ArgumentList.Add("-n");
+        startInfo.ArgumentList.Add(Name);
+        startInfo.Environment["XDG_RUNTIME_DIR"] = RuntimeRoot;
+        using var process = Process.Start(startInfo)!;
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        try
+        {
+            await process.WaitForExitAsync().WaitAsync(timeout);
+        }
+        catch (TimeoutException)
+        {
+            process.Kill();
+            throw;
+        }
+
+        var result = (process.ExitCode, await stdout, await stderr);
+        _output?.WriteLine($"$ kestrel-cluster {string.Join(' ', arguments)} → {result.ExitCode}\n{result.Item2}{result.Item3}");
+        return result;
+    }
+
+    /// <summary>`list --json`, parsed.</summary>
+    public async Task<IReadOnlyList<ListedWorker>> ListAsync()
+    {
+        var (exitCode, stdout, stderr) = await RunCliAsync(TimeSpan.FromSeconds(30), "list", "--json");
+        Assert.True(exitCode == 0, $"list failed: {stderr}");
+        return System.Text.Json.JsonSerializer.Deserialize<List<ListedWorker>>(stdout, new System.Text.Json.JsonSerializerOptions(System.Text.Json.JsonSerializerDefaults.Web))!;
+    }
+
     private void OnLine(string? line)
     {
         if (line is null)
@@ -201,6 +245,8 @@ public sealed partial class ClusterRun : IAsyncDisposable
         {
         }
     }
+
+    public sealed record ListedWorker(int Id, int Pid, int Generation, string State, double UptimeSeconds, int Restarts, int OpenConnections, long TotalConnections);
 
     [GeneratedRegex(@"Worker (\d+) started \(pid (\d+)")]
     private static partial Regex WorkerStartedPattern();

@@ -5,6 +5,7 @@ namespace KestrelCluster.Tests.Infrastructure;
 internal static partial class ProcessInfo
 {
     public const int SIGKILL = 9;
+    public const int SIGHUP = 1;
     public const int SIGTERM = 15;
     public const int SIGCONT = 18;
     public const int SIGSTOP = 19;
