@@ -128,6 +128,24 @@ public sealed class EndpointTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
+    public async Task UnixSocket_GracefulStop_RemovesTheSocketFile()
+    {
+        var socketPath = Path.Combine(_directory, "app.sock");
+        await using var cluster = await ClusterRun.StartReadyAsync(output, Workers, $"http://unix:{socketPath}");
+        using (var client = NewUnixSocketClient(socketPath))
+        {
+            await Http.GetPidAsync(client);
+        }
+
+        Assert.True(File.Exists(socketPath));
+        cluster.Signal(ProcessInfo.SIGTERM);
+
+        Assert.Equal(0, await cluster.WaitForExitAsync(TimeSpan.FromSeconds(30)));
+        // Otherwise the next run on this path fails with "address already in use" (as Kestrel alone would).
+        Assert.False(File.Exists(socketPath), $"{socketPath} is still there after the supervisor stopped");
+    }
+
+    [Fact]
     public async Task ServerAddresses_TcpPortZero_EveryWorkerReportsTheRealPort()
     {
         await using var cluster = await ClusterRun.StartReadyAsync(output, Workers, "http://127.0.0.1:0");
