@@ -143,9 +143,9 @@ internal sealed class ClusterListener : IDisposable
     {
         Stop();
         _socket.Dispose();
-        if (BoundEndPoint is UnixDomainSocketEndPoint)
+        if (BoundEndPoint is UnixDomainSocketEndPoint unix && !EndpointText.IsAbstract(unix))
         {
-            TryDeleteSocketFile(BoundEndPoint.ToString()!);
+            TryDeleteSocketFile(unix.ToString());
         }
     }
 
