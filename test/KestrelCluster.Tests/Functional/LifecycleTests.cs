@@ -39,13 +39,13 @@ public sealed class LifecycleTests(ITestOutputHelper output)
     [Fact]
     public async Task Reload_NewGenerationCrashesAtStart_OldWorkersKeepServingAndCommandFails()
     {
-        var appFolder = CopyOfSampleSettings();
-        await using var cluster = await ClusterRun.StartReadyAsync(output, workers: 2, workingDirectory: appFolder);
+        using var appFolder = CopyOfSampleSettings();
+        await using var cluster = await ClusterRun.StartReadyAsync(output, workers: 2, workingDirectory: appFolder.Path);
         var oldPids = cluster.WorkerPids.ToList();
         var load = LoadRunner.RunAsync(new Uri($"http://127.0.0.1:{cluster.Port}/"), keepAliveClients: 8, newConnectionClients: 8, TimeSpan.FromSeconds(6));
 
         // A deploy with broken configuration: every new worker fails while building its host.
-        await File.WriteAllTextAsync(Path.Combine(appFolder, "appsettings.json"), "{ this is not json");
+        await File.WriteAllTextAsync(Path.Combine(appFolder.Path, "appsettings.json"), "{ this is not json");
         var (exitCode, _, stderr) = await cluster.RunCliAsync(CliTimeout, "reload");
         var result = await load.WaitAsync(TimeSpan.FromSeconds(60));
         output.WriteLine(result.ToString());
@@ -100,9 +100,9 @@ public sealed class LifecycleTests(ITestOutputHelper output)
     [Fact]
     public async Task CrashLoop_AppFailsAtStartup_EndsWithClearErrorAndExitCode()
     {
-        var appFolder = CopyOfSampleSettings();
-        await File.WriteAllTextAsync(Path.Combine(appFolder, "appsettings.json"), "{ broken");
-        await using var cluster = ClusterRun.Start(output, ["--workers", "2", "--urls", "http://127.0.0.1:0"], workingDirectory: appFolder);
+        using var appFolder = CopyOfSampleSettings();
+        await File.WriteAllTextAsync(Path.Combine(appFolder.Path, "appsettings.json"), "{ broken");
+        await using var cluster = ClusterRun.Start(output, ["--workers", "2", "--urls", "http://127.0.0.1:0"], workingDirectory: appFolder.Path);
 
         var exitCode = await cluster.WaitForExitAsync(TimeSpan.FromSeconds(120));
 
@@ -175,10 +175,11 @@ public sealed class LifecycleTests(ITestOutputHelper output)
         Assert.Single(await cluster.ListAsync());
     }
 
-    private static string CopyOfSampleSettings()
+    // A working folder for the app (its content root) whose settings a test may break.
+    private static TemporaryFolder CopyOfSampleSettings()
     {
-        var folder = TestPaths.NewTempDirectory();
-        File.Copy(Path.Combine(TestPaths.SampleDirectory, "appsettings.json"), Path.Combine(folder, "appsettings.json"));
+        var folder = new TemporaryFolder();
+        File.Copy(Path.Combine(TestPaths.SampleDirectory, "appsettings.json"), Path.Combine(folder.Path, "appsettings.json"));
         return folder;
     }
 
