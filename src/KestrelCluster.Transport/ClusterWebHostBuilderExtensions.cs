@@ -36,6 +36,7 @@ public static class ClusterWebHostBuilderExtensions
             // AddSingleton, not TryAdd: Kestrel asks the last registered factory first, and UseSockets() is already there.
             services.AddSingleton<IConnectionListenerFactory, ClusterConnectionListenerFactory>();
             services.AddHostedService<ClusterReadinessService>();
+            services.AddSingleton<Microsoft.Extensions.Hosting.IHostLifetime, ClusterWorkerLifetime>();
         });
     }
 }

@@ -1,0 +1,31 @@
+using System.Runtime.InteropServices;
+using Microsoft.Extensions.Hosting;
+
+namespace KestrelCluster.Transport;
+
+// A worker's lifetime belongs to its supervisor. Ctrl+C in a terminal signals the whole foreground process
+// group, workers included: a worker that stopped on its own would race the supervisor's orderly drain, so
+// SIGINT is left to the supervisor. SIGTERM and SIGQUIT (sent to this one process) still stop it gracefully.
+internal sealed class ClusterWorkerLifetime(IHostApplicationLifetime lifetime) : IHostLifetime, IDisposable
+{
+    private readonly List<PosixSignalRegistration> _registrations = [];
+
+    public Task WaitForStartAsync(CancellationToken cancellationToken)
+    {
+        _registrations.Add(PosixSignalRegistration.Create(PosixSignal.SIGINT, context => context.Cancel = true));
+        _registrations.Add(PosixSignalRegistration.Create(PosixSignal.SIGTERM, Stop));
+        _registrations.Add(PosixSignalRegistration.Create(PosixSignal.SIGQUIT, Stop));
+        return Task.CompletedTask;
+    }
+
+    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    private void Stop(PosixSignalContext context)
+    {
+        // Keep the process alive until the host has stopped; Main returns then.
+        context.Cancel = true;
+        lifetime.StopApplication();
+    }
+
+    public void Dispose() => _registrations.ForEach(r => r.Dispose());
+}
