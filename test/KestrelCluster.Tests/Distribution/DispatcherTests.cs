@@ -230,6 +230,23 @@ public sealed class DispatcherTests : IDisposable
     }
 
     [Fact]
+    public void Acknowledge_RefusedWhenRefuserIsNextInTurn_StillGoesToAnotherWorker()
+    {
+        var dispatcher = NewDispatcher();
+        var a = Ready(dispatcher, 0);
+        var b = Ready(dispatcher, 1);
+        var first = Dispatch(dispatcher);
+        Dispatch(dispatcher);
+
+        // Round-robin would pick a next; a just refused this connection, so it goes to b.
+        Assert.True(dispatcher.Acknowledge(a, a.Sent[0].Sequence, accepted: false));
+
+        Assert.Equal([first.Fd], a.SentFds);
+        Assert.Equal(first.Fd, b.SentFds[^1]);
+        Assert.True(first.IsOpen);
+    }
+
+    [Fact]
     public void Acknowledge_RefusedAfterUnbind_GoesToWorkerStillBound()
     {
         var dispatcher = NewDispatcher();
