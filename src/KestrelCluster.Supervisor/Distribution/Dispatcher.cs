@@ -166,8 +166,13 @@ internal sealed class Dispatcher
             }
             else
             {
+                // It goes to another worker: the refuser comes last, since it may still look bound here
+                // (the transport can refuse before its Unbind frame arrives) and would only refuse again.
                 Redispatched++;
-                _waiting.AddFirst(handoff);
+                if (!TrySendLocked(handoff, except: target))
+                {
+                    _waiting.AddFirst(handoff);
+                }
             }
 
             DrainWaitingLocked();
@@ -258,14 +263,14 @@ internal sealed class Dispatcher
         return expired;
     }
 
-    private bool TrySendLocked(Handoff handoff)
+    private bool TrySendLocked(Handoff handoff, DispatchTarget? except = null)
     {
         var count = _ready.Count;
         for (var i = 0; i < count; i++)
         {
             var index = (_next + i) % count;
             var target = _ready[index];
-            if (target.Unacked.Count >= _window || !target.Serves(handoff.ListenerId))
+            if (target == except || target.Unacked.Count >= _window || !target.Serves(handoff.ListenerId))
             {
                 continue;
             }

@@ -16,6 +16,7 @@ public sealed partial class ClusterRun : IAsyncDisposable
     private readonly Process _process;
     private readonly ITestOutputHelper? _output;
     private readonly ConcurrentQueue<string> _lines = new();
+    private readonly ConcurrentQueue<string> _errorLines = new();
     private readonly SemaphoreSlim _lineAdded = new(0);
     private readonly TaskCompletionSource _exited = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
@@ -34,9 +35,16 @@ public sealed partial class ClusterRun : IAsyncDisposable
     /// <summary>XDG_RUNTIME_DIR of this run: channel and control sockets live below it.</summary>
     public string RuntimeRoot { get; }
 
-    public string ChannelPath => Path.Combine(RuntimeRoot, "kestrel-cluster", Name, "channel.sock");
+    /// <summary>This cluster's own folder below the runtime root (channel socket); gone after a clean exit.</summary>
+    public string RuntimeFolder => Path.Combine(RuntimeRoot, "kestrel-cluster", Name);
 
+    public string ChannelPath => Path.Combine(RuntimeFolder, "channel.sock");
+
+    /// <summary>stdout and stderr lines, in arrival order.</summary>
     public IReadOnlyList<string> Lines => [.. _lines];
+
+    /// <summary>The supervisor's stderr lines only (its own and the workers' output go to stdout).</summary>
+    public IReadOnlyList<string> ErrorLines => [.. _errorLines];
 
     public string Output => string.Join('\n', _lines);
 
@@ -87,7 +95,15 @@ public sealed partial class ClusterRun : IAsyncDisposable
         var process = new Process { StartInfo = startInfo, EnableRaisingEvents = true };
         var run = new ClusterRun(process, runtimeRoot, name, output);
         process.OutputDataReceived += (_, e) => run.OnLine(e.Data);
-        process.ErrorDataReceived += (_, e) => run.OnLine(e.Data);
+        process.ErrorDataReceived += (_, e) =>
+        {
+            if (e.Data is not null)
+            {
+                run._errorLines.Enqueue(e.Data);
+            }
+
+            run.OnLine(e.Data);
+        };
         process.Exited += (_, _) => run._exited.TrySetResult();
         process.Start();
         process.BeginOutputReadLine();

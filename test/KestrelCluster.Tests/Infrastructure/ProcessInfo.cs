@@ -25,6 +25,37 @@ internal static partial class ProcessInfo
         }
     }
 
+    /// <summary>
+    /// Live processes (other than this one) whose environment mentions <paramref name="text"/>: a run's
+    /// private runtime folder is inherited by everything it started, so this finds strays whatever their pid.
+    /// </summary>
+    public static IReadOnlyList<int> PidsWithEnvironmentContaining(string text)
+    {
+        var needle = System.Text.Encoding.UTF8.GetBytes(text);
+        var found = new List<int>();
+        foreach (var directory in Directory.EnumerateDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(directory), out var pid) || pid == Environment.ProcessId)
+            {
+                continue;
+            }
+
+            try
+            {
+                if (File.ReadAllBytes(Path.Combine(directory, "environ")).AsSpan().IndexOf(needle) >= 0 && IsAlive(pid))
+                {
+                    found.Add(pid);
+                }
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                // gone meanwhile, or not ours to read
+            }
+        }
+
+        return found;
+    }
+
     public static void Signal(int pid, int signal) => _ = kill(pid, signal);
 
     public static async Task<bool> WaitUntilGoneAsync(IEnumerable<int> pids, TimeSpan timeout)
