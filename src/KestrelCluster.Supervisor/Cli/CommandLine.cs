@@ -31,7 +31,8 @@ internal static class CommandLine
           -w, --workers <N|max>   number of worker processes (default: processor count)
           -n, --name <name>       cluster name (default: the app's name)
           --urls <urls>           endpoints for the workers, ';'-separated (sets ASPNETCORE_URLS)
-          --balance <mode>        round-robin (default)
+          --balance <mode>        round-robin (default), least-connections, sticky (client address)
+                                  or shared (workers accept on the shared listening socket)
           --kill-timeout <s>      drain time before a worker is killed (default 30)
           --ready-timeout <s>     time a new worker has to become ready (default 30)
 
@@ -245,7 +246,10 @@ internal static class CommandLine
     private static BalanceMode ParseBalance(string value) => value switch
     {
         "round-robin" => BalanceMode.RoundRobin,
-        _ => throw new CommandLineException($"--balance must be 'round-robin'; got '{value}'."),
+        "least-connections" => BalanceMode.LeastConnections,
+        "sticky" => BalanceMode.Sticky,
+        "shared" => BalanceMode.Shared,
+        _ => throw new CommandLineException($"--balance must be one of round-robin, least-connections, sticky, shared; got '{value}'."),
     };
 
     private static string NonEmpty(string name, string value)

@@ -1,7 +1,8 @@
 namespace KestrelCluster.Supervisor.Distribution;
 
 // A passed connection the supervisor still owns: its fd stays open here until the worker acknowledges it.
-internal readonly record struct Handoff(int Fd, int ListenerId, long AcceptedAt);
+// Key: the client's address hash for sticky distribution (0: none).
+internal readonly record struct Handoff(int Fd, int ListenerId, long AcceptedAt, ulong Key = 0);
 
 // What the dispatcher needs of a worker. All fields are guarded by the dispatcher's lock.
 internal abstract class DispatchTarget
@@ -17,6 +18,15 @@ internal abstract class DispatchTarget
     internal long Dispatched;
 
     internal long Accepted;
+
+    // The open connection count of the worker's last Status frame, and Accepted at that moment: what it
+    // accepted since then counts as open until the next report (closes show up only in reports).
+    internal int ReportedOpen;
+
+    internal long AcceptedAtReport;
+
+    // For least-connections: open as last reported, plus accepted since, plus passed but not yet acknowledged.
+    internal long EstimatedOpen => ReportedOpen + (Accepted - AcceptedAtReport) + Unacked.Count;
 
     public abstract int Id { get; }
 

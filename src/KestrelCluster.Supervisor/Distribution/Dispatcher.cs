@@ -1,9 +1,10 @@
 using KestrelCluster.Interop;
+using KestrelCluster.Supervisor.Cli;
 
 namespace KestrelCluster.Supervisor.Distribution;
 
-// Hands accepted connections to ready workers, round-robin, with a bounded window of unacknowledged
-// connections per worker. A connection leaves the supervisor only when a worker acknowledges it: a refused
+// Hands accepted connections to ready workers (round-robin, least-connections or sticky by client address),
+// with a bounded window of unacknowledged connections per worker. A connection leaves the supervisor only when a worker acknowledges it: a refused
 // connection, or one held by a worker that died, goes to the next worker (Node's round_robin_handle.js).
 // With no worker able to take it, it waits, bounded in number and time, instead of being dropped.
 internal sealed class Dispatcher
@@ -18,12 +19,14 @@ internal sealed class Dispatcher
     private readonly int _maxWaiting;
     private readonly long _maxWaitTicks;
     private readonly Func<long> _clock;
+    private readonly BalanceMode _balance;
     private int _next;
     private long _sequence;
     private bool _closed;
 
-    public Dispatcher(TimeSpan maxWait, int window = DefaultWindow, int maxWaiting = DefaultMaxWaiting, Func<long>? clock = null)
+    public Dispatcher(TimeSpan maxWait, int window = DefaultWindow, int maxWaiting = DefaultMaxWaiting, Func<long>? clock = null, BalanceMode balance = BalanceMode.RoundRobin)
     {
+        _balance = balance;
         _window = window;
         _maxWaiting = maxWaiting;
         _maxWaitTicks = (long)maxWait.TotalMilliseconds;
@@ -65,7 +68,7 @@ internal sealed class Dispatcher
     }
 
     /// <summary>Takes ownership of an accepted fd. Blocks the accept thread while the waiting queue is full.</summary>
-    public void Dispatch(int fd, int listenerId)
+    public void Dispatch(int fd, int listenerId, ulong key = 0)
     {
         lock (_gate)
         {
@@ -82,7 +85,7 @@ internal sealed class Dispatcher
                 return;
             }
 
-            var handoff = new Handoff(fd, listenerId, _clock());
+            var handoff = new Handoff(fd, listenerId, _clock(), key);
             if (_waiting.Count > 0 || !TrySendLocked(handoff))
             {
                 _waiting.AddLast(handoff);
@@ -146,6 +149,16 @@ internal sealed class Dispatcher
             Redispatched += orphans.Count;
             DrainWaitingLocked();
             return orphans.Count;
+        }
+    }
+
+    /// <summary>The worker's Status frame: its open connection count now.</summary>
+    public void ReportOpen(DispatchTarget target, int openConnections)
+    {
+        lock (_gate)
+        {
+            target.ReportedOpen = Math.Max(0, openConnections);
+            target.AcceptedAtReport = target.Accepted;
         }
     }
 
@@ -265,30 +278,92 @@ internal sealed class Dispatcher
 
     private bool TrySendLocked(Handoff handoff, DispatchTarget? except = null)
     {
+        return _balance switch
+        {
+            BalanceMode.LeastConnections => TrySendRankedLocked(handoff, except, static (t, _) => -t.EstimatedOpen),
+            BalanceMode.Sticky when handoff.Key != 0 => TrySendRankedLocked(handoff, except, static (t, key) => (long)(ClientKey.Score(key, t.Id) >> 1)),
+            _ => TrySendRoundRobinLocked(handoff, except),
+        };
+    }
+
+    private bool CanTake(DispatchTarget target, Handoff handoff, DispatchTarget? except)
+        => target != except && target.Unacked.Count < _window && target.Serves(handoff.ListenerId);
+
+    private bool TrySendRoundRobinLocked(Handoff handoff, DispatchTarget? except)
+    {
         var count = _ready.Count;
         for (var i = 0; i < count; i++)
         {
             var index = (_next + i) % count;
             var target = _ready[index];
-            if (target == except || target.Unacked.Count >= _window || !target.Serves(handoff.ListenerId))
+            if (!CanTake(target, handoff, except) || !SendLocked(target, handoff))
             {
                 continue;
             }
 
-            var sequence = ++_sequence;
-            var errno = target.SendConnection(handoff.ListenerId, sequence, handoff.Fd);
-            if (errno != 0)
-            {
-                // EAGAIN: the worker is behind; anything else: it is going away and its session will say so.
-                continue;
-            }
-
-            target.Unacked[sequence] = handoff;
-            target.Dispatched++;
             _next = (index + 1) % count;
             return true;
         }
 
         return false;
+    }
+
+    // The worker with the highest rank gets it; ties go round-robin. A worker whose window is full or whose
+    // channel is full (EAGAIN) is skipped for the next best: under overload sticky is best-effort.
+    private bool TrySendRankedLocked(Handoff handoff, DispatchTarget? except, Func<DispatchTarget, ulong, long> rank)
+    {
+        var count = _ready.Count;
+        Span<bool> tried = count <= 256 ? stackalloc bool[count] : new bool[count];
+        for (var attempt = 0; attempt < count; attempt++)
+        {
+            var best = -1;
+            var bestRank = long.MinValue;
+            for (var i = 0; i < count; i++)
+            {
+                var index = (_next + i) % count;
+                var target = _ready[index];
+                if (tried[index] || !CanTake(target, handoff, except))
+                {
+                    continue;
+                }
+
+                var value = rank(target, handoff.Key);
+                if (best < 0 || value > bestRank)
+                {
+                    best = index;
+                    bestRank = value;
+                }
+            }
+
+            if (best < 0)
+            {
+                return false;
+            }
+
+            if (SendLocked(_ready[best], handoff))
+            {
+                _next = (best + 1) % count;
+                return true;
+            }
+
+            tried[best] = true;
+        }
+
+        return false;
+    }
+
+    private bool SendLocked(DispatchTarget target, Handoff handoff)
+    {
+        var sequence = ++_sequence;
+        var errno = target.SendConnection(handoff.ListenerId, sequence, handoff.Fd);
+        if (errno != 0)
+        {
+            // EAGAIN: the worker is behind; anything else: it is going away and its session will say so.
+            return false;
+        }
+
+        target.Unacked[sequence] = handoff;
+        target.Dispatched++;
+        return true;
     }
 }

@@ -56,8 +56,10 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
         _logger = logger;
         _workerOutput = workerOutput;
         _errorOutput = errorOutput;
-        _dispatcher = new Dispatcher(maxWait: options.ReadyTimeout);
-        _listeners = new ListenerRegistry((fd, listener) => _dispatcher.Dispatch(fd, listener.Id), OnAcceptError);
+        _dispatcher = new Dispatcher(maxWait: options.ReadyTimeout, balance: options.Balance);
+        _listeners = options.Balance == BalanceMode.Sticky
+            ? new ListenerRegistry((fd, listener) => _dispatcher.Dispatch(fd, listener.Id, ClientKey.Of(fd)), OnAcceptError)
+            : new ListenerRegistry((fd, listener) => _dispatcher.Dispatch(fd, listener.Id), OnAcceptError);
         _slots = Enumerable.Range(0, options.Workers).Select(i => new WorkerSlot(i, Generation)).ToList();
         _channelServer = new ChannelServer(runtimeDirectory.ChannelSocketPath, ClaimToken, OnAdmitted, OnRefused);
         _controlServer = new ControlServer(runtimeDirectory.ControlSocketPath, ExecuteAsync, OnRefused);

@@ -179,6 +179,7 @@ internal sealed class WorkerSession : DispatchTarget, IDisposable
             case FrameType.Status:
                 OpenConnections = Math.Max(0, reader.ReadInt32());
                 reader.EnsureEnd();
+                _dispatcher.ReportOpen(this, OpenConnections);
                 LastStatusAt = Environment.TickCount64;
                 break;
             case FrameType.Ready:

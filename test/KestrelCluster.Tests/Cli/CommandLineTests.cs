@@ -46,6 +46,16 @@ public sealed class CommandLineTests
         Assert.Equal(TimeSpan.FromSeconds(45), options.ReadyTimeout);
     }
 
+    [Theory]
+    [InlineData("round-robin", "RoundRobin")]
+    [InlineData("least-connections", "LeastConnections")]
+    [InlineData("sticky", "Sticky")]
+    [InlineData("shared", "Shared")]
+    public void Parse_EachBalanceMode_SetsIt(string value, string expected)
+    {
+        Assert.Equal(Enum.Parse<BalanceMode>(expected), ParseRun("--balance", value).Balance);
+    }
+
     [Fact]
     public void Parse_ShortOptions_SameAsLongOnes()
     {
@@ -280,7 +290,7 @@ public sealed class CommandLineTests
     }
 
     [Theory]
-    [InlineData("least-connections")]
+    [InlineData("least-connection")]
     [InlineData("Round-Robin")]
     [InlineData("")]
     public void Parse_UnsupportedBalance_ErrorNamesValue(string value)
