@@ -33,6 +33,9 @@ internal sealed class ClusterListener : IDisposable
 
     public string BoundText { get; }
 
+    // The listening socket's fd, passed to workers in --balance shared.
+    public nint Handle => _socket.SafeHandle.DangerousGetHandle();
+
     public static ClusterListener Bind(int id, string requested, EndPoint endPoint)
     {
         Socket socket;
@@ -116,6 +119,13 @@ internal sealed class ClusterListener : IDisposable
         }
 
         _stopped = true;
+        if (_acceptThread is null)
+        {
+            // Shared with workers that accept on it: shutdown() would stop it under their feet (and make their
+            // accept loops spin on EINVAL); they stop accepting when they unbind, and close() releases our copy.
+            return;
+        }
+
         // shutdown() wakes a thread blocked in accept4 (it returns EINVAL); close() alone would not.
         Libc.Shutdown(_socket.SafeHandle.DangerousGetHandle(), Libc.SHUT_RDWR);
         if (_acceptThread is not null && !_acceptThread.Join(TimeSpan.FromSeconds(5)))

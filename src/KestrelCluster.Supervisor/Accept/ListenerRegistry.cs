@@ -15,11 +15,12 @@ internal sealed class ListenerRegistry : IDisposable
     private readonly Lock _lock = new();
     private readonly Dictionary<string, ClusterListener> _byRequest = new(StringComparer.Ordinal);
     private readonly List<ClusterListener> _listeners = [];
-    private readonly Action<int, ClusterListener> _onAccepted;
+    private readonly Action<int, ClusterListener>? _onAccepted;
     private readonly Action<ClusterListener, int> _onAcceptError;
     private bool _stopped;
 
-    public ListenerRegistry(Action<int, ClusterListener> onAccepted, Action<ClusterListener, int> onAcceptError)
+    // onAccepted null: --balance shared, the workers accept on the listening socket themselves.
+    public ListenerRegistry(Action<int, ClusterListener>? onAccepted, Action<ClusterListener, int> onAcceptError)
     {
         _onAccepted = onAccepted;
         _onAcceptError = onAcceptError;
@@ -71,7 +72,11 @@ internal sealed class ListenerRegistry : IDisposable
             _listeners.Add(listener);
             _byRequest[requested] = listener;
             created = true;
-            listener.Start(_onAccepted, _onAcceptError);
+            if (_onAccepted is not null)
+            {
+                listener.Start(_onAccepted, _onAcceptError);
+            }
+
             return new BindOutcome(listener, SocketError.Success, listener.BoundText);
         }
     }

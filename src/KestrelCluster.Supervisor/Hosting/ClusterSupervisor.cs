@@ -57,9 +57,14 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
         _workerOutput = workerOutput;
         _errorOutput = errorOutput;
         _dispatcher = new Dispatcher(maxWait: options.ReadyTimeout, balance: options.Balance);
-        _listeners = options.Balance == BalanceMode.Sticky
-            ? new ListenerRegistry((fd, listener) => _dispatcher.Dispatch(fd, listener.Id, ClientKey.Of(fd)), OnAcceptError)
-            : new ListenerRegistry((fd, listener) => _dispatcher.Dispatch(fd, listener.Id), OnAcceptError);
+        _listeners = new ListenerRegistry(
+            options.Balance switch
+            {
+                BalanceMode.Shared => null,
+                BalanceMode.Sticky => (fd, listener) => _dispatcher.Dispatch(fd, listener.Id, ClientKey.Of(fd)),
+                _ => (fd, listener) => _dispatcher.Dispatch(fd, listener.Id),
+            },
+            OnAcceptError);
         _slots = Enumerable.Range(0, options.Workers).Select(i => new WorkerSlot(i, Generation)).ToList();
         _channelServer = new ChannelServer(runtimeDirectory.ChannelSocketPath, ClaimToken, OnAdmitted, OnRefused);
         _controlServer = new ControlServer(runtimeDirectory.ControlSocketPath, ExecuteAsync, OnRefused);
@@ -721,7 +726,7 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
 
     private void OnAdmitted(WorkerInstance instance, ChannelSocket socket, PeerCredentials peer)
     {
-        var session = new WorkerSession(instance, socket, peer, _dispatcher, this);
+        var session = new WorkerSession(instance, socket, peer, _dispatcher, this, passListeningSockets: _options.Balance == BalanceMode.Shared);
         try
         {
             session.SendWelcome();

@@ -22,11 +22,13 @@ internal sealed class WorkerSession : DispatchTarget, IDisposable
     private readonly ChannelSocket _socket;
     private readonly Dispatcher _dispatcher;
     private readonly IWorkerSessionHandler _handler;
+    private readonly bool _passListeningSockets;
     private readonly CancellationTokenSource _closing = new();
     private int _closed;
 
-    public WorkerSession(WorkerInstance instance, ChannelSocket socket, PeerCredentials peer, Dispatcher dispatcher, IWorkerSessionHandler handler)
+    public WorkerSession(WorkerInstance instance, ChannelSocket socket, PeerCredentials peer, Dispatcher dispatcher, IWorkerSessionHandler handler, bool passListeningSockets = false)
     {
+        _passListeningSockets = passListeningSockets;
         Instance = instance;
         Peer = peer;
         _socket = socket;
@@ -209,6 +211,13 @@ internal sealed class WorkerSession : DispatchTarget, IDisposable
         writer.WriteInt32((int)outcome.Error);
         var text = outcome.Message.Length > 4096 ? outcome.Message[..4096] : outcome.Message;
         writer.WriteString(text);
+        if (_passListeningSockets && outcome.Listener is { } listener)
+        {
+            // --balance shared: the worker accepts on this very socket (the kernel duplicates the fd into it).
+            _socket.Send(writer.Written, [(int)listener.Handle]);
+            return;
+        }
+
         _socket.Send(writer.Written);
     }
 

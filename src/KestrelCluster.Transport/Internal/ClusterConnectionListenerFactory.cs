@@ -25,6 +25,11 @@ internal sealed class ClusterConnectionListenerFactory(
         var result = await channel.BindAsync(endpoint, cancellationToken).ConfigureAwait(false);
         if (!result.Succeeded)
         {
+            if (result.ListenFd >= 0)
+            {
+                ChannelSocket.CloseAll([result.ListenFd]);
+            }
+
             if (result.Error == SocketError.AddressAlreadyInUse)
             {
                 throw new AddressInUseException(result.Text);
@@ -35,13 +40,41 @@ internal sealed class ClusterConnectionListenerFactory(
 
         if (!EndpointText.TryParse(result.Text, out var bound))
         {
+            if (result.ListenFd >= 0)
+            {
+                ChannelSocket.CloseAll([result.ListenFd]);
+            }
+
             throw new IOException($"The kestrel-cluster supervisor answered an unreadable endpoint for {endpoint}.");
+        }
+
+        if (result.ListenFd >= 0)
+        {
+            return await BindSharedAsync(endpoint, bound, result.ListenFd, cancellationToken).ConfigureAwait(false);
         }
 
         var listener = new ClusterConnectionListener(result.ListenerId, bound, channel, new SocketConnectionContextFactory(CreateFactoryOptions(), _socketsLogger));
         channel.Register(listener);
         ClusterTransportLog.Bound(_logger, endpoint, bound);
         return listener;
+    }
+
+    private async ValueTask<IConnectionListener> BindSharedAsync(EndPoint requested, EndPoint bound, int listenFd, CancellationToken cancellationToken)
+    {
+        IConnectionListener inner;
+        try
+        {
+            inner = await new SocketTransportFactory(socketOptions, loggerFactory)
+                .BindAsync(new FileHandleEndPoint((ulong)listenFd, FileHandleType.Auto), cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            ChannelSocket.CloseAll([listenFd]);
+            throw;
+        }
+
+        ClusterTransportLog.Bound(_logger, requested, bound);
+        return new SharedSocketListener(inner, bound, listenFd, channel);
     }
 
     // Honour the app's own socket transport settings (UseSockets(o => ...)) for passed connections too.

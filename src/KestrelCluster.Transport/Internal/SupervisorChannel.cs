@@ -262,7 +262,8 @@ internal sealed class SupervisorChannel : IAsyncDisposable
     private void Handle(ReadOnlySpan<byte> frame, ReadOnlySpan<int> fds)
     {
         var reader = new FrameReader(frame);
-        if (reader.Type != FrameType.Connections && !fds.IsEmpty)
+        if (reader.Type is not (FrameType.Connections or FrameType.BindResult) && !fds.IsEmpty
+            || reader.Type == FrameType.BindResult && fds.Length > 1)
         {
             ChannelSocket.CloseAll(fds);
             throw new InvalidFrameException($"{reader.Type} frame carried file descriptors");
@@ -274,13 +275,25 @@ internal sealed class SupervisorChannel : IAsyncDisposable
                 HandleConnections(ref reader, fds);
                 break;
             case FrameType.BindResult:
-                var requestId = reader.ReadInt32();
-                var listenerId = reader.ReadInt32();
-                var error = (SocketError)reader.ReadInt32();
-                var text = reader.ReadRemainingString();
-                if (_pendingBinds.TryRemove(requestId, out var completion))
+                // --balance shared: the listening socket itself rides along.
+                var listenFd = fds.IsEmpty ? -1 : fds[0];
+                try
                 {
-                    completion.TrySetResult(new BindResult(listenerId, error, text));
+                    var requestId = reader.ReadInt32();
+                    var listenerId = reader.ReadInt32();
+                    var error = (SocketError)reader.ReadInt32();
+                    var text = reader.ReadRemainingString();
+                    if (_pendingBinds.TryRemove(requestId, out var completion) && completion.TrySetResult(new BindResult(listenerId, error, text, listenFd)))
+                    {
+                        listenFd = -1;
+                    }
+                }
+                finally
+                {
+                    if (listenFd >= 0)
+                    {
+                        ChannelSocket.CloseAll([listenFd]);
+                    }
                 }
 
                 break;
@@ -390,7 +403,8 @@ internal sealed class SupervisorChannel : IAsyncDisposable
     }
 }
 
-internal readonly record struct BindResult(int ListenerId, SocketError Error, string Text)
+// ListenFd: the shared listening socket (--balance shared), else -1. Whoever receives it closes it.
+internal readonly record struct BindResult(int ListenerId, SocketError Error, string Text, int ListenFd = -1)
 {
     public bool Succeeded => ListenerId >= 0;
 }
