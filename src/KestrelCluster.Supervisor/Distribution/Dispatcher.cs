@@ -10,6 +10,11 @@ namespace KestrelCluster.Supervisor.Distribution;
 internal sealed class Dispatcher
 {
     public const int DefaultWindow = 32;
+
+    // Sticky leaves its worker only when this many connections are unacknowledged: a burst of new
+    // connections from one address (64 at once from a load tester) stays on one worker. Below the ~278
+    // messages a channel holds, so the channel's EAGAIN still comes first only when a worker is stuck.
+    public const int StickyWindow = 256;
     public const int DefaultMaxWaiting = 4096;
 
     private readonly object _gate = new();

@@ -56,7 +56,10 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
         _logger = logger;
         _workerOutput = workerOutput;
         _errorOutput = errorOutput;
-        _dispatcher = new Dispatcher(maxWait: options.ReadyTimeout, balance: options.Balance);
+        _dispatcher = new Dispatcher(
+            maxWait: options.ReadyTimeout,
+            window: options.Balance == BalanceMode.Sticky ? Dispatcher.StickyWindow : Dispatcher.DefaultWindow,
+            balance: options.Balance);
         _listeners = new ListenerRegistry(
             options.Balance switch
             {
