@@ -6,17 +6,21 @@ namespace KestrelCluster.Supervisor.Workers;
 // What each worker process runs: resolved once, before any worker starts.
 internal sealed record WorkerCommand(string FileName, IReadOnlyList<string> Arguments, string WorkingDirectory, string AppName)
 {
+    // Set in every worker's environment before the cluster's own variables (WorkerRuntimeDefaults).
+    public IReadOnlyDictionary<string, string> RuntimeDefaults { get; init; } = new Dictionary<string, string>();
+
     public override string ToString() => string.Join(' ', [FileName, .. Arguments]);
 
     public static async Task<WorkerCommand> ResolveAsync(RunOptions options, TextWriter progress, CancellationToken cancellationToken)
     {
+        var defaults = WorkerRuntimeDefaults.For(options.Workers, Environment.ProcessorCount, Environment.GetEnvironmentVariables());
         if (options.Command.Count > 0)
         {
-            return FromCommand(options.Command);
+            return FromCommand(options.Command) with { RuntimeDefaults = defaults };
         }
 
         var project = FindProject(options.Project ?? Directory.GetCurrentDirectory(), explicitPath: options.Project is not null);
-        return await BuildProjectAsync(project, progress, cancellationToken).ConfigureAwait(false);
+        return await BuildProjectAsync(project, progress, cancellationToken).ConfigureAwait(false) with { RuntimeDefaults = defaults };
     }
 
     private static WorkerCommand FromCommand(IReadOnlyList<string> command)

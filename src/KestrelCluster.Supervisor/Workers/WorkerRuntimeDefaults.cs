@@ -1,0 +1,36 @@
+using System.Collections;
+using System.Globalization;
+
+namespace KestrelCluster.Supervisor.Workers;
+
+// Runtime settings that let N .NET processes share the machine's cores instead of each acting as if it
+// owned them all (issue 5; measured with eng/bench/run.sh, see README "Performance"). Each one is given to
+// the workers only when the supervisor's own environment does not set it, so a user overrides any of them
+// by setting the variable (DOTNET_GCNoAffinitize=0 restores the runtime's default).
+internal static class WorkerRuntimeDefaults
+{
+    public static IReadOnlyDictionary<string, string> For(int workers, int processors, IDictionary inherited)
+    {
+        var defaults = new Dictionary<string, string>(StringComparer.Ordinal)
+        {
+            // Server GC pins one GC thread per core in every process: N processes fight over the same cores.
+            ["DOTNET_GCNoAffinitize"] = "1",
+            // Server GC makes one heap (and GC thread) per core in every process; split the cores instead.
+            // The runtime reads this value as hexadecimal.
+            ["DOTNET_GCHeapCount"] = Math.Max(1, processors / Math.Max(1, workers)).ToString("X", CultureInfo.InvariantCulture),
+            // Idle thread-pool threads spin before they sleep; in N processes that spinning burns the cores
+            // the other workers need.
+            ["DOTNET_ThreadPool_UnfairSemaphoreSpinLimit"] = "0",
+        };
+
+        foreach (var name in defaults.Keys.ToList())
+        {
+            if (inherited.Contains(name) || inherited.Contains(name.Replace("DOTNET_", "COMPlus_", StringComparison.Ordinal)))
+            {
+                defaults.Remove(name);
+            }
+        }
+
+        return defaults;
+    }
+}
