@@ -21,7 +21,7 @@ WORKERS=${WORKERS:-2}
 SHARE_DURATION=${SHARE_DURATION:-3}
 HANDOFFS=${HANDOFFS:-1000000}     # connections handed off before the supervisor's memory is read (0: skip)
 HANDOFF_LIMIT=${HANDOFF_LIMIT:-180}  # ... but never more seconds than this
-TARGETS=${TARGETS:-"kestrel round-robin least-connections sticky shared nginx node-rr node-none"}
+TARGETS=${TARGETS:-"kestrel round-robin round-robin-untuned least-connections sticky shared nginx node-rr node-none"}
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 bench="$root/eng/bench"
@@ -88,7 +88,8 @@ supervisor="$work/supervisor/kestrel-cluster.dll"
 
 # The runtime settings kestrel-cluster gives its workers by default (README, "Worker environment"): the
 # Kestrels behind nginx get the same, so the comparison is about distribution, not GC settings.
-worker_env=(DOTNET_GCNoAffinitize=1 DOTNET_ThreadPool_UnfairSemaphoreSpinLimit=0)
+heaps=$(( $(nproc) / WORKERS )); ((heaps > 0)) || heaps=1
+worker_env=(DOTNET_GCNoAffinitize=1 "DOTNET_GCHeapCount=$(printf %X "$heaps")" DOTNET_ThreadPool_UnfairSemaphoreSpinLimit=0)
 if [[ -n ${WORKER_ENV:-} ]]; then read -r -a worker_env <<< "$WORKER_ENV"; fi
 
 # ---- targets: start_<name> sets port[name], procs[name] (pids whose share counts) ----
@@ -102,9 +103,10 @@ start_kestrel() { # name [env...]
     wait_http "http://127.0.0.1:$p/" 60
 }
 
-start_cluster() { # name mode
+start_cluster() { # name mode [env...]
     local name=$1 mode=$2 p; p=$(free_port)
-    (cd "$work/app" && exec dotnet "$supervisor" run -n "bench-$mode-$$" -w "$WORKERS" --kill-timeout 5 --balance "$mode" \
+    shift 2
+    (cd "$work/app" && exec env "$@" dotnet "$supervisor" run -n "bench-$name-$$" -w "$WORKERS" --kill-timeout 5 --balance "$mode" \
         --urls "http://127.0.0.1:$p" -- dotnet "$app") > "$work/$name.log" 2>&1 &
     remember $!
     port[$name]=$p
@@ -172,6 +174,8 @@ start_target() {
     case $1 in
         kestrel) start_kestrel kestrel ;;
         round-robin | least-connections | sticky | shared) start_cluster "$1" "$1" ;;
+        # The cluster without the runtime settings it gives its workers: what those settings are worth.
+        round-robin-untuned) start_cluster "$1" round-robin KESTREL_CLUSTER_RUNTIME_DEFAULTS=0 ;;
         nginx) start_nginx ;;
         node-rr) start_node node-rr rr ;;
         node-none) start_node node-none none ;;

@@ -8,6 +8,7 @@ targets = targets.split()
 labels = {
     "kestrel": "Kestrel, 1 process",
     "round-robin": f"kestrel-cluster round-robin ({workers} workers)",
+    "round-robin-untuned": f"kestrel-cluster round-robin ({workers}), runtime defaults off",
     "least-connections": f"kestrel-cluster least-connections ({workers})",
     "sticky": f"kestrel-cluster sticky ({workers})",
     "shared": f"kestrel-cluster shared ({workers})",

@@ -6,11 +6,19 @@ namespace KestrelCluster.Supervisor.Workers;
 // Runtime settings that let N .NET processes share the machine's cores instead of each acting as if it
 // owned them all (issue 5; measured with eng/bench/run.sh, see README "Performance"). Each one is given to
 // the workers only when the supervisor's own environment does not set it, so a user overrides any of them
-// by setting the variable (DOTNET_GCNoAffinitize=0 restores the runtime's default).
+// by setting the variable (DOTNET_GCNoAffinitize=0 restores the runtime's default), or turns them all off
+// with KESTREL_CLUSTER_RUNTIME_DEFAULTS=0.
 internal static class WorkerRuntimeDefaults
 {
+    public const string SwitchVariable = "KESTREL_CLUSTER_RUNTIME_DEFAULTS";
+
     public static IReadOnlyDictionary<string, string> For(int workers, int processors, IDictionary inherited)
     {
+        if (inherited[SwitchVariable] is "0")
+        {
+            return new Dictionary<string, string>();
+        }
+
         var defaults = new Dictionary<string, string>(StringComparer.Ordinal)
         {
             // Server GC pins one GC thread per core in every process: N processes fight over the same cores.

@@ -24,6 +24,12 @@ public sealed class WorkerRuntimeDefaultsTests
         Assert.Equal(expected, WorkerRuntimeDefaults.For(workers, processors, new Hashtable())["DOTNET_GCHeapCount"]);
     }
 
+    [Fact]
+    public void For_SwitchedOff_SetsNone()
+    {
+        Assert.Empty(WorkerRuntimeDefaults.For(2, 2, new Hashtable { ["KESTREL_CLUSTER_RUNTIME_DEFAULTS"] = "0" }));
+    }
+
     [Theory]
     [InlineData("DOTNET_GCNoAffinitize")]
     [InlineData("COMPlus_GCNoAffinitize")]
