@@ -40,12 +40,17 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
     private readonly List<TaskCompletionSource<ControlResponse>> _stopWaiters = [];
     private readonly List<(TaskCompletionSource<ControlResponse> Waiter, long Deadline)> _scaleWaiters = [];
     private ReloadOperation? _reload;
+    private readonly List<(TaskCompletionSource<ControlResponse>? Waiter, string Source)> _reloadAfterRecycle = [];
     private readonly List<WorkerInstance> _instances = [];
     private readonly Lock _admissionLock = new();
     private readonly List<WorkerInstance> _awaitingAdmission = [];
     private StopPhase _stopPhase;
     private long _stopPhaseStartedAt;
     private int _exitCode;
+    private readonly long _startedAt = Environment.TickCount64;
+    private long _lastSampleAt;
+    private TimeSpan _selfCpu;
+    private long _selfSampledAt;
     private bool _announcedAllReady;
 
     public ClusterSupervisor(RunOptions options, WorkerCommand command, RuntimeDirectory runtimeDirectory, ILogger logger, TextWriter workerOutput, TextWriter errorOutput)
@@ -95,7 +100,16 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
 
         await foreach (var @event in _events.Reader.ReadAllAsync(CancellationToken.None).ConfigureAwait(false))
         {
-            Handle(@event);
+            try
+            {
+                Handle(@event);
+            }
+            catch (Exception ex) when (ex is not OutOfMemoryException)
+            {
+                // A bug in one event's handling must not take every worker down with the supervisor.
+                SupervisorLog.EventFailed(_logger, @event.GetType().Name, ex);
+            }
+
             if (_stopPhase == StopPhase.Done)
             {
                 break;
@@ -339,6 +353,12 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
                 }
             }
 
+            if (now - _lastSampleAt >= 1000)
+            {
+                _lastSampleAt = now;
+                WatchWorkers(now);
+            }
+
             for (var i = _scaleWaiters.Count - 1; i >= 0; i--)
             {
                 if (_scaleWaiters[i].Deadline < now)
@@ -403,6 +423,39 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
                 // Processes that survive SIGKILL this long are beyond our reach; do not hang the stop.
                 _stopPhase = StopPhase.Done;
                 break;
+        }
+    }
+
+    // Once a second: resources for `list`, hung workers (no Status frame for --heartbeat-timeout), and
+    // workers above --max-memory, which are replaced through the reload path (successor ready first).
+    private void WatchWorkers(long now)
+    {
+        foreach (var instance in _instances.ToList())
+        {
+            instance.SampleResources(now);
+            if (instance.State != WorkerState.Ready || instance.Session is not { } session)
+            {
+                continue;
+            }
+
+            if (_options.HeartbeatTimeout > TimeSpan.Zero && now - session.LastStatusAt > _options.HeartbeatTimeout.TotalMilliseconds)
+            {
+                SupervisorLog.WorkerHung(_logger, instance.SlotId, instance.Pid, _options.HeartbeatTimeout.TotalSeconds);
+                // Its connections go elsewhere from now on; what it holds unacknowledged is re-dispatched on exit.
+                _dispatcher.StopDispatching(session);
+                instance.State = WorkerState.Draining;
+                instance.DrainStartedAt = now;
+                instance.StopSent = true;
+                instance.Kill();
+                continue;
+            }
+
+            if (_options.MaxMemoryBytes is { } limit && instance.MemoryBytes > limit && _reload is null && SlotOf(instance) is { } slot && slot.Current == instance)
+            {
+                SupervisorLog.WorkerOverMemory(_logger, instance.SlotId, instance.Pid, instance.MemoryBytes >> 20, limit >> 20);
+                _reload = new ReloadOperation(slot.Generation, slot.Generation, new Queue<WorkerSlot>([slot])) { IsRecycle = true };
+                ContinueReload();
+            }
         }
     }
 
@@ -530,7 +583,7 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
         switch (request.Command)
         {
             case ControlCommands.List:
-                waiter?.TrySetResult(ControlResponse.Success($"{_slots.Count} workers, generation {Generation}", ListWorkers()));
+                waiter?.TrySetResult(ControlResponse.Success($"{_slots.Count} workers, generation {Generation}", ListWorkers(), DescribeSupervisor()));
                 break;
             case ControlCommands.Stop:
                 if (waiter is not null)
@@ -568,12 +621,31 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
                 Math.Round((now - i.StartedAt) / 1000.0, 1),
                 SlotOf(i)?.Restarts ?? 0,
                 i.Session?.OpenConnections ?? 0,
-                i.Session?.Accepted ?? 0))
+                i.Session?.Accepted ?? 0,
+                i.CpuPercent,
+                i.MemoryBytes))
             .ToList();
+    }
+
+    private SupervisorRow DescribeSupervisor()
+    {
+        using var self = System.Diagnostics.Process.GetCurrentProcess();
+        var now = Environment.TickCount64;
+        var cpu = self.TotalProcessorTime;
+        var percent = _selfSampledAt != 0 && now > _selfSampledAt ? (cpu - _selfCpu).TotalMilliseconds * 100 / (now - _selfSampledAt) : 0;
+        (_selfCpu, _selfSampledAt) = (cpu, now);
+        return new SupervisorRow(Environment.ProcessId, Math.Round((now - _startedAt) / 1000.0, 1), Math.Round(percent, 1), self.WorkingSet64, Generation, _options.Balance.ToString());
     }
 
     private void StartReload(TaskCompletionSource<ControlResponse>? waiter, string source)
     {
+        if (_reload is { IsRecycle: true })
+        {
+            // A memory recycle is replacing one worker; the reload follows as soon as it is done.
+            _reloadAfterRecycle.Add((waiter, source));
+            return;
+        }
+
         if (_reload is not null)
         {
             if (waiter is not null)
@@ -613,10 +685,34 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
         }
 
         _reload = null;
-        SupervisorLog.ReloadCompleted(_logger, reload.ToGeneration, _slots.Count);
-        foreach (var waiter in reload.Waiters)
+        if (reload.IsRecycle)
         {
-            waiter.TrySetResult(ControlResponse.Success($"reloaded {_slots.Count} workers to generation {reload.ToGeneration}", ListWorkers()));
+            SupervisorLog.WorkerRecycled(_logger, reload.ToGeneration);
+        }
+        else
+        {
+            SupervisorLog.ReloadCompleted(_logger, reload.ToGeneration, _slots.Count);
+            foreach (var waiter in reload.Waiters)
+            {
+                waiter.TrySetResult(ControlResponse.Success($"reloaded {_slots.Count} workers to generation {reload.ToGeneration}", ListWorkers()));
+            }
+        }
+
+        StartQueuedReload();
+    }
+
+    private void StartQueuedReload()
+    {
+        if (_reloadAfterRecycle.Count == 0 || _stopPhase != StopPhase.None)
+        {
+            return;
+        }
+
+        var queued = _reloadAfterRecycle.ToList();
+        _reloadAfterRecycle.Clear();
+        foreach (var (waiter, source) in queued)
+        {
+            StartReload(waiter, source);
         }
     }
 
@@ -625,6 +721,14 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
         var reload = _reload!;
         _reload = null;
         reason = reload.FailureReason ?? reason;
+        if (reload.IsRecycle)
+        {
+            // The worker over its memory limit keeps serving; the next sample tries again.
+            SupervisorLog.RecycleFailed(_logger, reason);
+            StartQueuedReload();
+            return;
+        }
+
         // Slots not yet replaced keep serving the old generation; that is what restarts use too.
         Generation = reload.FromGeneration;
         SupervisorLog.ReloadFailed(_logger, reason, reload.FromGeneration);
@@ -835,6 +939,9 @@ internal sealed class ReloadOperation(int fromGeneration, int toGeneration, Queu
     public WorkerInstance? Incoming { get; set; }
 
     public string? FailureReason { get; set; }
+
+    // Replacing one worker over --max-memory: same generation, nobody waiting on it.
+    public bool IsRecycle { get; init; }
 
     public List<TaskCompletionSource<ControlResponse>> Waiters { get; } = [];
 }
