@@ -2,6 +2,7 @@ using System.Threading.Channels;
 using KestrelCluster.Interop;
 using KestrelCluster.Protocol;
 using KestrelCluster.Supervisor.Accept;
+using KestrelCluster.Supervisor.Admin;
 using KestrelCluster.Supervisor.Cli;
 using KestrelCluster.Supervisor.Control;
 using KestrelCluster.Supervisor.Distribution;
@@ -40,6 +41,11 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
     private readonly List<TaskCompletionSource<ControlResponse>> _stopWaiters = [];
     private readonly List<(TaskCompletionSource<ControlResponse> Waiter, long Deadline)> _scaleWaiters = [];
     private ReloadOperation? _reload;
+    private readonly ClusterMetrics _metrics;
+    private readonly ILoggerFactory? _loggerFactory;
+    private AdminServer? _admin;
+    // Read by the admin endpoint's threads.
+    private volatile bool _stopping;
     private readonly List<(TaskCompletionSource<ControlResponse>? Waiter, string Source)> _reloadAfterRecycle = [];
     private readonly List<WorkerInstance> _instances = [];
     private readonly Lock _admissionLock = new();
@@ -53,8 +59,9 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
     private long _selfSampledAt;
     private bool _announcedAllReady;
 
-    public ClusterSupervisor(RunOptions options, WorkerCommand command, RuntimeDirectory runtimeDirectory, ILogger logger, TextWriter workerOutput, TextWriter errorOutput)
+    public ClusterSupervisor(RunOptions options, WorkerCommand command, RuntimeDirectory runtimeDirectory, ILogger logger, TextWriter workerOutput, TextWriter errorOutput, ILoggerFactory? loggerFactory = null)
     {
+        _loggerFactory = loggerFactory;
         _options = options;
         _command = command;
         _runtimeDirectory = runtimeDirectory;
@@ -62,7 +69,14 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
         _workerOutput = workerOutput;
         _errorOutput = errorOutput;
         _dispatcher = new Dispatcher(maxWait: options.ReadyTimeout);
-        _listeners = new ListenerRegistry((fd, listener) => _dispatcher.Dispatch(fd, listener.Id), OnAcceptError);
+        _metrics = new ClusterMetrics(_dispatcher);
+        _listeners = new ListenerRegistry(
+            (fd, listener) =>
+            {
+                _metrics.ConnectionAccepted();
+                _dispatcher.Dispatch(fd, listener.Id);
+            },
+            OnAcceptError);
         _slots = Enumerable.Range(0, options.Workers).Select(i => new WorkerSlot(i, Generation)).ToList();
         _channelServer = new ChannelServer(runtimeDirectory.ChannelSocketPath, ClaimToken, OnAdmitted, OnRefused);
         _controlServer = new ControlServer(runtimeDirectory.ControlSocketPath, ExecuteAsync, OnRefused);
@@ -78,6 +92,20 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
     {
         _channelServer.Start();
         _controlServer.Start();
+        if (_options.AdminUrls is { } adminUrls)
+        {
+            try
+            {
+                _admin = await AdminServer.StartAsync(adminUrls, IsReady, () => _metrics.ToPrometheusText(Generation), _loggerFactory ?? Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance, cancellationToken).ConfigureAwait(false);
+                SupervisorLog.AdminListening(_logger, string.Join(", ", _admin.Addresses));
+            }
+            catch (Exception ex) when (ex is IOException or InvalidOperationException or System.Net.Sockets.SocketException or FormatException or UriFormatException)
+            {
+                _errorOutput.WriteLine($"kestrel-cluster: error: cannot serve --admin-urls {adminUrls}: {ex.Message}");
+                return 1;
+            }
+        }
+
         SupervisorLog.Starting(_logger, _slots.Count, _command.AppName, _command.ToString());
         foreach (var slot in _slots)
         {
@@ -124,6 +152,11 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
         }
 
         await _controlServer.FlushAsync(TimeSpan.FromSeconds(2)).ConfigureAwait(false);
+        if (_admin is not null)
+        {
+            await _admin.DisposeAsync().ConfigureAwait(false);
+        }
+
         return _exitCode;
     }
 
@@ -310,6 +343,7 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
         var uptime = TimeSpan.FromMilliseconds(Environment.TickCount64 - instance.StartedAt);
         slot.ConsecutiveCrashes = uptime >= StableUptime ? 1 : slot.ConsecutiveCrashes + 1;
         slot.Restarts++;
+        _metrics.WorkerRestarted();
         var delay = BackoffFor(slot.ConsecutiveCrashes);
         SupervisorLog.WorkerRestarting(_logger, slot.Id, (long)delay.TotalMilliseconds);
         if (delay == TimeSpan.Zero)
@@ -334,9 +368,12 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
         return TimeSpan.FromMilliseconds(Math.Min(FirstBackoff.TotalMilliseconds * factor, MaxBackoff.TotalMilliseconds));
     }
 
+    private bool IsReady() => !_stopping && _dispatcher.ReadyTargets().Count > 0;
+
     private void OnTick()
     {
         var now = Environment.TickCount64;
+        _metrics.Publish(_instances.Select(i => new WorkerMetrics(i.SlotId, i.Pid, i.Generation, i.State.ToString().ToLowerInvariant(), i.Session?.OpenConnections ?? 0, i.Session?.Accepted ?? 0, SlotOf(i)?.Restarts ?? 0)).ToList());
         var expired = _dispatcher.ExpireWaiting();
         if (expired > 0)
         {
@@ -466,6 +503,7 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
             return;
         }
 
+        _stopping = true;
         SupervisorLog.Stopping(_logger, reason, _options.KillTimeout.TotalSeconds);
         _listeners.StopAccepting();
         _stopPhase = StopPhase.Settling;
@@ -535,6 +573,8 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
             _errorOutput.WriteLine($"kestrel-cluster: error: {message}");
             _exitCode = 1;
         }
+
+        _stopping = true;
 
         _dispatcher.Close();
         _listeners.StopAccepting();
@@ -885,6 +925,7 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
 
     public void Dispose()
     {
+        _metrics.Dispose();
         _controlServer.Dispose();
         _channelServer.Dispose();
         _listeners.Dispose();

@@ -82,4 +82,7 @@ internal static partial class SupervisorLog
 
     [LoggerMessage(26, LogLevel.Error, "Internal error while handling {Event}; the supervisor carries on", EventName = "EventFailed")]
     public static partial void EventFailed(ILogger logger, string @event, Exception exception);
+
+    [LoggerMessage(27, LogLevel.Information, "Admin endpoints (/healthz, /readyz, /metrics) on {Addresses}", EventName = "AdminListening")]
+    public static partial void AdminListening(ILogger logger, string addresses);
 }
