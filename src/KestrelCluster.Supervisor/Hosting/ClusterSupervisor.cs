@@ -188,6 +188,9 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
             case ControlCommand command:
                 OnControlCommand(command);
                 break;
+            case WorkerMessage message:
+                OnWorkerMessage(message);
+                break;
         }
     }
 
@@ -639,6 +642,9 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
             case ControlCommands.Scale when request.Workers is >= 1 and <= CommandLine.MaxWorkers:
                 Scale(request.Workers.Value, waiter);
                 break;
+            case ControlCommands.Send:
+                waiter?.TrySetResult(SendFromCli(request));
+                break;
             case ControlCommands.Scale:
                 waiter?.TrySetResult(ControlResponse.Failure($"scale needs a number of workers from 1 to {CommandLine.MaxWorkers}"));
                 break;
@@ -902,6 +908,80 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
 
     void IWorkerSessionHandler.Ready(WorkerSession session) => Post(new WorkerBecameReady(session));
 
+    void IWorkerSessionHandler.Message(WorkerSession session, int target, byte[] json) => Post(new WorkerMessage(session, target, json));
+
+    private void OnWorkerMessage(WorkerMessage message)
+    {
+        var sender = message.Session.Instance;
+        if (message.Target == MessageTargets.Supervisor)
+        {
+            SupervisorLog.MessageFromWorker(_logger, sender.SlotId, sender.Pid, System.Text.Encoding.UTF8.GetString(message.Json));
+            return;
+        }
+
+        Deliver(_instances.Where(i => i != sender), sender.SlotId, message.Json);
+    }
+
+    // Sends without waiting: a worker whose channel is full (frozen, or not reading) misses the message
+    // rather than stalling the supervisor.
+    private int Deliver(IEnumerable<WorkerInstance> recipients, int sender, byte[] json)
+    {
+        var delivered = 0;
+        foreach (var instance in recipients.ToList())
+        {
+            if (instance.Session is not { } session || instance.State == WorkerState.Exited)
+            {
+                continue;
+            }
+
+            if (session.SendMessage(sender, json))
+            {
+                delivered++;
+            }
+            else
+            {
+                SupervisorLog.MessageDropped(_logger, instance.SlotId, instance.Pid);
+            }
+        }
+
+        return delivered;
+    }
+
+    private ControlResponse SendFromCli(ControlRequest request)
+    {
+        if (request.Payload is null || request.Target is null)
+        {
+            return ControlResponse.Failure("send needs a target (a worker id or 'all') and a JSON message");
+        }
+
+        byte[] json;
+        try
+        {
+            using var document = System.Text.Json.JsonDocument.Parse(request.Payload);
+            json = System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(document.RootElement);
+        }
+        catch (System.Text.Json.JsonException ex)
+        {
+            return ControlResponse.Failure($"the message is not valid JSON: {ex.Message}");
+        }
+
+        var live = _slots.Where(s => s.Current is { State: WorkerState.Ready or WorkerState.Starting }).Select(s => s.Current!).ToList();
+        if (request.Target != "all")
+        {
+            if (!int.TryParse(request.Target, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var id) || live.All(i => i.SlotId != id))
+            {
+                return ControlResponse.Failure($"no worker {request.Target} (workers: {string.Join(", ", live.Select(i => i.SlotId).Order())})");
+            }
+
+            live = live.Where(i => i.SlotId == id).ToList();
+        }
+
+        var delivered = Deliver(live, MessageTargets.Supervisor, json);
+        return delivered == live.Count
+            ? ControlResponse.Success($"sent to {delivered} worker{(delivered == 1 ? "" : "s")}")
+            : ControlResponse.Failure($"sent to {delivered} of {live.Count} workers; the others were not reachable");
+    }
+
     void IWorkerSessionHandler.Closed(WorkerSession session, string reason, bool violation)
     {
         if (violation)
@@ -965,6 +1045,8 @@ internal sealed record WorkerExited(WorkerInstance Instance) : SupervisorEvent;
 internal sealed record StopRequested(string Reason) : SupervisorEvent;
 
 internal sealed record FatalError(string Message) : SupervisorEvent;
+
+internal sealed record WorkerMessage(WorkerSession Session, int Target, byte[] Json) : SupervisorEvent;
 
 internal sealed record ControlCommand(ControlRequest Request, TaskCompletionSource<ControlResponse>? Waiter, string Source) : SupervisorEvent;
 
