@@ -44,6 +44,8 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
     private readonly ClusterMetrics _metrics;
     private readonly ILoggerFactory? _loggerFactory;
     private AdminServer? _admin;
+    private readonly SystemdNotifier? _systemd = SystemdNotifier.FromEnvironment();
+    private long _lastWatchdogAt;
     // Read by the admin endpoint's threads.
     private volatile bool _stopping;
     private readonly List<(TaskCompletionSource<ControlResponse>? Waiter, string Source)> _reloadAfterRecycle = [];
@@ -92,6 +94,11 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
     {
         _channelServer.Start();
         _controlServer.Start();
+        foreach (var socket in SystemdSockets.Take())
+        {
+            SupervisorLog.AdoptedSocket(_logger, _listeners.Adopt(socket).BoundText);
+        }
+
         if (_options.AdminUrls is { } adminUrls)
         {
             try
@@ -274,6 +281,7 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
         {
             _announcedAllReady = true;
             SupervisorLog.AllReady(_logger, _slots.Count);
+            _systemd?.Notify($"READY=1\nSTATUS={_slots.Count} workers ready");
         }
 
         CompleteScaleWaiters();
@@ -376,6 +384,13 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
     private void OnTick()
     {
         var now = Environment.TickCount64;
+        // Pinged from the loop itself: a supervisor whose loop hangs stops pinging and systemd restarts it.
+        if (_systemd?.WatchdogInterval is { } interval && now - _lastWatchdogAt >= interval.TotalMilliseconds)
+        {
+            _lastWatchdogAt = now;
+            _systemd.Notify("WATCHDOG=1");
+        }
+
         _metrics.Publish(_instances.Select(i => new WorkerMetrics(i.SlotId, i.Pid, i.Generation, i.State.ToString().ToLowerInvariant(), i.Session?.OpenConnections ?? 0, i.Session?.Accepted ?? 0, SlotOf(i)?.Restarts ?? 0)).ToList());
         var expired = _dispatcher.ExpireWaiting();
         if (expired > 0)
@@ -507,6 +522,7 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
         }
 
         _stopping = true;
+        _systemd?.Notify($"STOPPING=1\nSTATUS=stopping ({reason})");
         SupervisorLog.Stopping(_logger, reason, _options.KillTimeout.TotalSeconds);
         _listeners.StopAccepting();
         _stopPhase = StopPhase.Settling;
@@ -705,6 +721,7 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
         var from = Generation;
         Generation++;
         SupervisorLog.ReloadStarting(_logger, source, from, Generation);
+        _systemd?.Notify($"RELOADING=1\nMONOTONIC_USEC={System.Diagnostics.Stopwatch.GetTimestamp() * 1_000_000 / System.Diagnostics.Stopwatch.Frequency}\nSTATUS=reloading to generation {Generation}");
         _reload = new ReloadOperation(from, Generation, new Queue<WorkerSlot>(_slots.Where(s => !s.Retiring)));
         if (waiter is not null)
         {
@@ -738,6 +755,7 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
         else
         {
             SupervisorLog.ReloadCompleted(_logger, reload.ToGeneration, _slots.Count);
+            _systemd?.Notify($"READY=1\nSTATUS={_slots.Count} workers ready, generation {reload.ToGeneration}");
             foreach (var waiter in reload.Waiters)
             {
                 waiter.TrySetResult(ControlResponse.Success($"reloaded {_slots.Count} workers to generation {reload.ToGeneration}", ListWorkers()));
@@ -778,6 +796,7 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
         // Slots not yet replaced keep serving the old generation; that is what restarts use too.
         Generation = reload.FromGeneration;
         SupervisorLog.ReloadFailed(_logger, reason, reload.FromGeneration);
+        _systemd?.Notify($"READY=1\nSTATUS=reload failed; generation {reload.FromGeneration} serving");
         foreach (var waiter in reload.Waiters)
         {
             waiter.TrySetResult(ControlResponse.Failure($"reload failed: {reason}; the workers of generation {reload.FromGeneration} keep serving"));
@@ -1005,6 +1024,7 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
 
     public void Dispose()
     {
+        _systemd?.Dispose();
         _metrics.Dispose();
         _controlServer.Dispose();
         _channelServer.Dispose();

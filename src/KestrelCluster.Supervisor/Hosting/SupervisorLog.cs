@@ -91,4 +91,7 @@ internal static partial class SupervisorLog
 
     [LoggerMessage(29, LogLevel.Warning, "A message for worker {WorkerId} (pid {Pid}) was dropped: its channel is full or closed", EventName = "MessageDropped")]
     public static partial void MessageDropped(ILogger logger, int workerId, int pid);
+
+    [LoggerMessage(30, LogLevel.Information, "Listening on {EndPoint} (socket passed by systemd)", EventName = "AdoptedSocket")]
+    public static partial void AdoptedSocket(ILogger logger, string endPoint);
 }
