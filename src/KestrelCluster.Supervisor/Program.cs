@@ -103,7 +103,7 @@ internal static class Program
 
         using (runtimeDirectory)
         {
-            using (supervisor = new ClusterSupervisor(options, workerCommand, runtimeDirectory, logger, Console.Out, Console.Error, loggerFactory))
+            using (supervisor = new ClusterSupervisor(options, workerCommand, runtimeDirectory, logger, Console.Out, Console.Error))
             {
                 if (stopping.IsCancellationRequested)
                 {

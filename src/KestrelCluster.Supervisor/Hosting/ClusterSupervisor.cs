@@ -42,7 +42,6 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
     private readonly List<(TaskCompletionSource<ControlResponse> Waiter, long Deadline)> _scaleWaiters = [];
     private ReloadOperation? _reload;
     private readonly ClusterMetrics _metrics;
-    private readonly ILoggerFactory? _loggerFactory;
     private AdminServer? _admin;
     private readonly SystemdNotifier? _systemd = SystemdNotifier.FromEnvironment();
     private long _lastWatchdogAt;
@@ -61,9 +60,8 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
     private long _selfSampledAt;
     private bool _announcedAllReady;
 
-    public ClusterSupervisor(RunOptions options, WorkerCommand command, RuntimeDirectory runtimeDirectory, ILogger logger, TextWriter workerOutput, TextWriter errorOutput, ILoggerFactory? loggerFactory = null)
+    public ClusterSupervisor(RunOptions options, WorkerCommand command, RuntimeDirectory runtimeDirectory, ILogger logger, TextWriter workerOutput, TextWriter errorOutput)
     {
-        _loggerFactory = loggerFactory;
         _options = options;
         _command = command;
         _runtimeDirectory = runtimeDirectory;
@@ -103,7 +101,7 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
         {
             try
             {
-                _admin = await AdminServer.StartAsync(adminUrls, IsReady, () => _metrics.ToPrometheusText(Generation), _loggerFactory ?? Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance, cancellationToken).ConfigureAwait(false);
+                _admin = await AdminServer.StartAsync(adminUrls, IsReady, () => _metrics.ToPrometheusText(Generation), cancellationToken).ConfigureAwait(false);
                 SupervisorLog.AdminListening(_logger, string.Join(", ", _admin.Addresses));
             }
             catch (Exception ex) when (ex is IOException or InvalidOperationException or System.Net.Sockets.SocketException or FormatException or UriFormatException)
