@@ -36,6 +36,13 @@ internal sealed class ClusterListener : IDisposable
     // The listening socket's fd, passed to workers in --balance shared.
     public nint Handle => _socket.SafeHandle.DangerousGetHandle();
 
+    /// <summary>A listening socket someone else bound (systemd socket activation).</summary>
+    public static ClusterListener Adopt(int id, Socket socket)
+    {
+        var bound = socket.LocalEndPoint!;
+        return new ClusterListener(id, EndpointText.Format(bound), bound, socket);
+    }
+
     public static ClusterListener Bind(int id, string requested, EndPoint endPoint)
     {
         Socket socket;

@@ -1,8 +1,9 @@
 namespace KestrelCluster.Supervisor.Distribution;
 
 // A passed connection the supervisor still owns: its fd stays open here until the worker acknowledges it.
-// Key: the client's address hash for sticky distribution (0: none).
-internal readonly record struct Handoff(int Fd, int ListenerId, long AcceptedAt, ulong Key = 0);
+// AcceptedAt is the dispatcher's clock (ms, for expiry); Timestamp is Stopwatch ticks (for handoff latency);
+// Key is the client's address hash for sticky distribution (0: none).
+internal readonly record struct Handoff(int Fd, int ListenerId, long AcceptedAt, long Timestamp = 0, ulong Key = 0);
 
 // What the dispatcher needs of a worker. All fields are guarded by the dispatcher's lock.
 internal abstract class DispatchTarget
