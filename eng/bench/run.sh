@@ -117,7 +117,7 @@ start_cluster() { # name mode [env...]
         kill -0 "${pids[$name]}" 2>/dev/null || { echo "kestrel-cluster bench: error: $name exited; see $work/$name.log" >&2; exit 1; }
         sleep 0.3
     done
-    cluster_json "$name" | python3 -c 'import json,sys; [print(w["pid"]) for w in json.load(sys.stdin)]' >> "$work/children"
+    cluster_json "$name" | python3 -c 'import json,sys; [print(w["pid"]) for w in json.load(sys.stdin)["workers"]]' >> "$work/children"
 }
 
 cluster_json() { dotnet "$supervisor" list -n "bench-${1}-$$" --json; }
@@ -226,7 +226,7 @@ done
 
 memory_line=""
 if [[ -n $supervisor_pid && $HANDOFFS -gt 0 ]]; then
-    total() { cluster_json round-robin | python3 -c 'import json,sys; print(sum(w["totalConnections"] for w in json.load(sys.stdin)))'; }
+    total() { cluster_json round-robin | python3 -c 'import json,sys; print(sum(w["totalConnections"] for w in json.load(sys.stdin)["workers"]))'; }
     say "handing off connections through round-robin until $HANDOFFS (at most $HANDOFF_LIMIT s)"
     deadline=$((SECONDS + HANDOFF_LIMIT))
     while (( $(total) < HANDOFFS && SECONDS < deadline )); do
