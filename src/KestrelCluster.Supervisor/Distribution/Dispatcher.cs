@@ -11,9 +11,9 @@ internal sealed class Dispatcher
 {
     public const int DefaultWindow = 32;
 
-    // Sticky leaves its worker only when this many connections are unacknowledged: a burst of new
-    // connections from one address (64 at once from a load tester) stays on one worker. Below the ~278
-    // messages a channel holds, so the channel's EAGAIN still comes first only when a worker is stuck.
+    // Sticky leaves its worker only when this many connections are unacknowledged, so a burst of new
+    // connections from one address (64 at once from a load tester) stays on one worker. It stays below the
+    // ~278 messages a channel holds, so reaching it means the worker is stuck, not just busy.
     public const int StickyWindow = 256;
     public const int DefaultMaxWaiting = 4096;
 
