@@ -128,16 +128,22 @@ internal sealed class ChannelServer : IDisposable
                 throw new InvalidFrameException(status == ReceiveStatus.Closed ? "closed before hello" : "oversized hello");
             }
 
-            var reader = new FrameReader(buffer.AsSpan(0, length));
-            if (reader.Type != FrameType.Hello)
-            {
-                throw new InvalidFrameException($"expected hello, got frame type {(byte)reader.Type}");
-            }
-
-            var pid = reader.ReadInt32();
-            var token = reader.ReadRemainingString();
-            return (pid, token);
+            return ParseHello(buffer.AsSpan(0, length));
         }
+    }
+
+    /// <summary>Decodes a peer's first frame; throws InvalidFrameException for anything but a hello.</summary>
+    internal static (int Pid, string Token) ParseHello(ReadOnlySpan<byte> frame)
+    {
+        var reader = new FrameReader(frame);
+        if (reader.Type != FrameType.Hello)
+        {
+            throw new InvalidFrameException($"expected hello, got frame type {(byte)reader.Type}");
+        }
+
+        var pid = reader.ReadInt32();
+        var token = reader.ReadRemainingString();
+        return (pid, token);
     }
 
     private void Refuse(ChannelSocket socket, PeerCredentials? credentials, string reason)

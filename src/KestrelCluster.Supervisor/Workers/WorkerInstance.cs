@@ -11,7 +11,7 @@ internal sealed class WorkerInstance : IDisposable
 {
     private readonly Process _process;
 
-    private WorkerInstance(int slotId, int generation, string token, Process process)
+    internal WorkerInstance(int slotId, int generation, string token, Process process)
     {
         SlotId = slotId;
         Generation = generation;

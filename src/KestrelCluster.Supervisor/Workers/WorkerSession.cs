@@ -136,7 +136,8 @@ internal sealed class WorkerSession : DispatchTarget, IDisposable
         }
     }
 
-    private void Handle(ReadOnlySpan<byte> frame)
+    // internal: the fuzz tests feed it frames directly.
+    internal void Handle(ReadOnlySpan<byte> frame)
     {
         var reader = new FrameReader(frame);
         switch (reader.Type)
