@@ -694,7 +694,7 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
         _scaleWaiters.Clear();
     }
 
-    private WorkerInstance? ClaimToken(string token)
+    private WorkerInstance? ClaimToken(string token, Func<WorkerInstance, bool> isPeer)
     {
         lock (_admissionLock)
         {
@@ -708,11 +708,12 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
                 }
             }
 
-            if (match is not null)
+            if (match is null || !isPeer(match))
             {
-                _awaitingAdmission.Remove(match);
+                return null;
             }
 
+            _awaitingAdmission.Remove(match);
             return match;
         }
     }

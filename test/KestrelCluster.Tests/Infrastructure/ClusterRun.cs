@@ -127,6 +127,29 @@ public sealed partial class ClusterRun : IAsyncDisposable
         }
     }
 
+    /// <summary>Pids of the supervisor's live child processes right now (its workers, whatever was restarted).</summary>
+    public IReadOnlyList<int> LiveWorkerPids() => ProcessInfo.ChildrenOf(Pid);
+
+    /// <summary>The channel token a worker process was started with (read from its environment, as its own uid can).</summary>
+    public static string? TokenOf(int workerPid) => ProcessInfo.EnvironmentOf(workerPid).GetValueOrDefault("KESTREL_CLUSTER_TOKEN");
+
+    /// <summary>
+    /// Opens the runtime folders and both sockets to every user, so that only the supervisor's own SO_PEERCRED
+    /// check stands between another uid and the cluster.
+    /// </summary>
+    public void OpenToOtherUsers()
+    {
+        foreach (var path in new[] { RuntimeRoot, Path.GetDirectoryName(RuntimeFolder)!, RuntimeFolder })
+        {
+            File.SetUnixFileMode(path, (UnixFileMode)0b111_101_101);
+        }
+
+        foreach (var socket in new[] { ChannelPath, Path.Combine(RuntimeFolder, "control.sock") })
+        {
+            File.SetUnixFileMode(socket, (UnixFileMode)0b110_110_110);
+        }
+    }
+
     /// <summary>The port of the first TCP endpoint the supervisor listens on.</summary>
     public int Port => ListeningEndpoints().Select(e => int.Parse(e[(e.LastIndexOf(':') + 1)..])).First();
 
