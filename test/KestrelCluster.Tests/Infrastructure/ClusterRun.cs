@@ -127,6 +127,9 @@ public sealed partial class ClusterRun : IAsyncDisposable
         }
     }
 
+    /// <summary>Workers that reported ready and are still alive.</summary>
+    public IReadOnlyList<int> ReadyWorkerPids() => [.. _lines.Select(l => WorkerReadyPattern().Match(l)).Where(m => m.Success).Select(m => int.Parse(m.Groups[1].Value)).Distinct().Where(ProcessInfo.IsAlive)];
+
     /// <summary>Pids of the supervisor's live child processes right now (its workers, whatever was restarted).</summary>
     public IReadOnlyList<int> LiveWorkerPids() => ProcessInfo.ChildrenOf(Pid);
 
@@ -289,6 +292,9 @@ public sealed partial class ClusterRun : IAsyncDisposable
 
     [GeneratedRegex(@"Worker (\d+) started \(pid (\d+)")]
     private static partial Regex WorkerStartedPattern();
+
+    [GeneratedRegex(@"Worker \d+ ready \(pid (\d+)")]
+    private static partial Regex WorkerReadyPattern();
 
     [GeneratedRegex(@"Listening on (\S+)$")]
     private static partial Regex ListeningPattern();
