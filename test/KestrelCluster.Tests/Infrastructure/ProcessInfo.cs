@@ -99,6 +99,29 @@ internal static partial class ProcessInfo
         }
     }
 
+    /// <summary>What each open fd of a process points at ("socket:[123]", "/dev/null", "anon_inode:[eventpoll]"...).</summary>
+    public static IReadOnlyList<string> FdTargets(int pid)
+    {
+        try
+        {
+            return [.. Directory.GetFileSystemEntries($"/proc/{pid}/fd").Select(f =>
+            {
+                try
+                {
+                    return $"{Path.GetFileName(f)} -> {new FileInfo(f).LinkTarget}";
+                }
+                catch (IOException)
+                {
+                    return $"{Path.GetFileName(f)} -> (gone)";
+                }
+            })];
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            return [];
+        }
+    }
+
     /// <summary>Resident memory in KiB (VmRSS of /proc/pid/status), or -1 when it is gone.</summary>
     public static long RssKiB(int pid)
     {
