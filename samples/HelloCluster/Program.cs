@@ -36,6 +36,37 @@ app.MapGet("/cluster", (IServer server) => new
     addresses = server.Features.Get<IServerAddressesFeature>()?.Addresses.ToArray() ?? [],
 });
 
+// Operations demos: memory that only grows (see --max-memory) and a thread pool that starves
+// (see --heartbeat-timeout). Both hurt only the worker that serves them.
+var hoard = new List<byte[]>();
+app.MapGet("/demo/allocate", (int mb) =>
+{
+    lock (hoard)
+    {
+        for (var i = 0; i < Math.Clamp(mb, 1, 4096); i++)
+        {
+            var block = new byte[1 << 20];
+            Array.Fill(block, (byte)1); // touch every page so it counts as resident
+            hoard.Add(block);
+        }
+
+        return $"{Environment.ProcessId} holds {hoard.Count} MB";
+    }
+});
+
+app.MapGet("/demo/starve", () =>
+{
+    // Sync-over-async gone wrong: every thread-pool thread ends up blocked on a gate nobody opens.
+    var gate = new ManualResetEventSlim();
+    for (var i = 0; i < 1000; i++)
+    {
+        ThreadPool.UnsafeQueueUserWorkItem(_ => gate.Wait(), null);
+    }
+
+    gate.Wait();
+    return "never";
+});
+
 app.Run();
 
 public partial class Program;

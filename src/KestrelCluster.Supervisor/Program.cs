@@ -88,6 +88,7 @@ internal static class Program
         RuntimeDirectory runtimeDirectory;
         try
         {
+            RunSettings.ApplyLayers(options, Environment.GetEnvironmentVariable, AppFolder(options));
             workerCommand = await WorkerCommand.ResolveAsync(options, Console.Error, stopping.Token).ConfigureAwait(false);
             runtimeDirectory = RuntimeDirectory.Create(options.Name ?? SafeName(workerCommand.AppName));
         }
@@ -102,7 +103,7 @@ internal static class Program
 
         using (runtimeDirectory)
         {
-            using (supervisor = new ClusterSupervisor(options, workerCommand, runtimeDirectory, logger, Console.Out, Console.Error))
+            using (supervisor = new ClusterSupervisor(options, workerCommand, runtimeDirectory, logger, Console.Out, Console.Error, loggerFactory))
             {
                 if (stopping.IsCancellationRequested)
                 {
@@ -138,14 +139,26 @@ internal static class Program
         }
         else if (verb.Json)
         {
-            Console.Out.WriteLine(JsonSerializer.Serialize(response.Workers ?? [], ControlJson.Default.IReadOnlyListWorkerRow));
+            Console.Out.WriteLine(JsonSerializer.Serialize(new ListOutput(response.Supervisor, response.Workers ?? []), ControlJson.Default.ListOutput));
         }
         else
         {
-            Console.Out.Write(WorkerTable.Format(response.Workers ?? []));
+            Console.Out.Write(WorkerTable.Format(response.Supervisor, response.Workers ?? []));
         }
 
         return 0;
+    }
+
+    // kestrel-cluster.json is read from the app's folder: the --project folder, else the current one.
+    private static string AppFolder(RunOptions options)
+    {
+        if (options.Project is null)
+        {
+            return Directory.GetCurrentDirectory();
+        }
+
+        var project = Path.GetFullPath(options.Project);
+        return Directory.Exists(project) ? project : Path.GetDirectoryName(project) ?? Directory.GetCurrentDirectory();
     }
 
     private static string SafeName(string appName)

@@ -34,6 +34,13 @@ internal static class CommandLine
           --balance <mode>        round-robin (default)
           --kill-timeout <s>      drain time before a worker is killed (default 30)
           --ready-timeout <s>     time a new worker has to become ready (default 30)
+          --heartbeat-timeout <s> replace a worker silent this long, e.g. a starved thread pool (default 30; 0: off)
+          --max-memory <size>     replace a worker whose memory passes this, e.g. 512M (new one ready first)
+          --admin-urls <urls>     serve /healthz, /readyz and /metrics here, e.g. http://127.0.0.1:9090
+
+          Each option can also come from KESTREL_CLUSTER_<OPTION> (e.g. KESTREL_CLUSTER_KILL_TIMEOUT=10)
+          or from kestrel-cluster.json next to the app ({ "workers": 4, "killTimeout": 10 }); the command
+          line wins, then the environment, then the file.
 
           list   [-n name] [--json]   one row per worker: id, pid, generation, state, uptime, restarts,
                                       open and total connections
@@ -107,36 +114,27 @@ internal static class CommandLine
                 return args[++i];
             }
 
-            switch (name)
+            if (name is "-h" or "--help")
             {
-                case "-h" or "--help":
-                    return new HelpCommand(Usage);
-                case "-w" or "--workers":
-                    options.Workers = ParseWorkers(Value());
-                    break;
-                case "-n" or "--name":
-                    options.Name = ParseName(Value());
-                    break;
-                case "--urls":
-                    options.Urls = ParseUrls(Value());
-                    break;
-                case "--project":
-                    options.Project = NonEmpty(name, Value());
-                    break;
-                case "--balance":
-                    options.Balance = ParseBalance(Value());
-                    break;
-                case "--kill-timeout":
-                    options.KillTimeout = ParseSeconds(name, Value(), allowZero: true);
-                    break;
-                case "--ready-timeout":
-                    options.ReadyTimeout = ParseSeconds(name, Value(), allowZero: false);
-                    break;
-                default:
-                    throw arg.StartsWith('-')
-                        ? new CommandLineException($"unknown option '{arg}' for 'run'. Try 'kestrel-cluster run --help'.")
-                        : new CommandLineException($"unexpected argument '{arg}'. To give the app's command, put it after '--'.");
+                return new HelpCommand(Usage);
             }
+
+            var setting = RunSettings.FindOption(name);
+            if (setting is null)
+            {
+                throw arg.StartsWith('-')
+                    ? new CommandLineException($"unknown option '{arg}' for 'run'. Try 'kestrel-cluster run --help'.")
+                    : new CommandLineException($"unexpected argument '{arg}'. To give the app's command, put it after '--'.");
+            }
+
+            var value = Value();
+            if (setting.Option == "project" && value.Length == 0)
+            {
+                throw new CommandLineException($"option '{name}' needs a value.");
+            }
+
+            setting.Apply(options, value);
+            options.ExplicitSettings.Add(setting.Option);
         }
 
         if (options.Project is not null && options.Command.Count > 0)
@@ -223,31 +221,29 @@ internal static class CommandLine
         return value;
     }
 
-    private static string ParseUrls(string value)
+    internal static string ParseUrls(string value, string name)
     {
         var urls = value.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
         if (urls.Length == 0)
         {
-            throw new CommandLineException("--urls needs at least one URL, e.g. http://127.0.0.1:5000.");
+            throw new CommandLineException($"{name} needs at least one URL, e.g. http://127.0.0.1:5000.");
         }
 
         foreach (var url in urls)
         {
             if (!url.StartsWith("http://", StringComparison.OrdinalIgnoreCase) && !url.StartsWith("https://", StringComparison.OrdinalIgnoreCase))
             {
-                throw new CommandLineException($"--urls: '{url}' is not an http:// or https:// URL.");
+                throw new CommandLineException($"{name}: '{url}' is not an http:// or https:// URL.");
             }
         }
 
         return string.Join(';', urls);
     }
 
-    private static BalanceMode ParseBalance(string value) => value switch
+    internal static BalanceMode ParseBalance(string value) => value switch
     {
         "round-robin" => BalanceMode.RoundRobin,
         _ => throw new CommandLineException($"--balance must be 'round-robin'; got '{value}'."),
     };
 
-    private static string NonEmpty(string name, string value)
-        => value.Length > 0 ? value : throw new CommandLineException($"option '{name}' needs a value.");
 }

@@ -2,6 +2,7 @@ using System.Threading.Channels;
 using KestrelCluster.Interop;
 using KestrelCluster.Protocol;
 using KestrelCluster.Supervisor.Accept;
+using KestrelCluster.Supervisor.Admin;
 using KestrelCluster.Supervisor.Cli;
 using KestrelCluster.Supervisor.Control;
 using KestrelCluster.Supervisor.Distribution;
@@ -40,16 +41,27 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
     private readonly List<TaskCompletionSource<ControlResponse>> _stopWaiters = [];
     private readonly List<(TaskCompletionSource<ControlResponse> Waiter, long Deadline)> _scaleWaiters = [];
     private ReloadOperation? _reload;
+    private readonly ClusterMetrics _metrics;
+    private readonly ILoggerFactory? _loggerFactory;
+    private AdminServer? _admin;
+    // Read by the admin endpoint's threads.
+    private volatile bool _stopping;
+    private readonly List<(TaskCompletionSource<ControlResponse>? Waiter, string Source)> _reloadAfterRecycle = [];
     private readonly List<WorkerInstance> _instances = [];
     private readonly Lock _admissionLock = new();
     private readonly List<WorkerInstance> _awaitingAdmission = [];
     private StopPhase _stopPhase;
     private long _stopPhaseStartedAt;
     private int _exitCode;
+    private readonly long _startedAt = Environment.TickCount64;
+    private long _lastSampleAt;
+    private TimeSpan _selfCpu;
+    private long _selfSampledAt;
     private bool _announcedAllReady;
 
-    public ClusterSupervisor(RunOptions options, WorkerCommand command, RuntimeDirectory runtimeDirectory, ILogger logger, TextWriter workerOutput, TextWriter errorOutput)
+    public ClusterSupervisor(RunOptions options, WorkerCommand command, RuntimeDirectory runtimeDirectory, ILogger logger, TextWriter workerOutput, TextWriter errorOutput, ILoggerFactory? loggerFactory = null)
     {
+        _loggerFactory = loggerFactory;
         _options = options;
         _command = command;
         _runtimeDirectory = runtimeDirectory;
@@ -57,7 +69,14 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
         _workerOutput = workerOutput;
         _errorOutput = errorOutput;
         _dispatcher = new Dispatcher(maxWait: options.ReadyTimeout);
-        _listeners = new ListenerRegistry((fd, listener) => _dispatcher.Dispatch(fd, listener.Id), OnAcceptError);
+        _metrics = new ClusterMetrics(_dispatcher);
+        _listeners = new ListenerRegistry(
+            (fd, listener) =>
+            {
+                _metrics.ConnectionAccepted();
+                _dispatcher.Dispatch(fd, listener.Id);
+            },
+            OnAcceptError);
         _slots = Enumerable.Range(0, options.Workers).Select(i => new WorkerSlot(i, Generation)).ToList();
         _channelServer = new ChannelServer(runtimeDirectory.ChannelSocketPath, ClaimToken, OnAdmitted, OnRefused);
         _controlServer = new ControlServer(runtimeDirectory.ControlSocketPath, ExecuteAsync, OnRefused);
@@ -73,6 +92,20 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
     {
         _channelServer.Start();
         _controlServer.Start();
+        if (_options.AdminUrls is { } adminUrls)
+        {
+            try
+            {
+                _admin = await AdminServer.StartAsync(adminUrls, IsReady, () => _metrics.ToPrometheusText(Generation), _loggerFactory ?? Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance, cancellationToken).ConfigureAwait(false);
+                SupervisorLog.AdminListening(_logger, string.Join(", ", _admin.Addresses));
+            }
+            catch (Exception ex) when (ex is IOException or InvalidOperationException or System.Net.Sockets.SocketException or FormatException or UriFormatException)
+            {
+                _errorOutput.WriteLine($"kestrel-cluster: error: cannot serve --admin-urls {adminUrls}: {ex.Message}");
+                return 1;
+            }
+        }
+
         SupervisorLog.Starting(_logger, _slots.Count, _command.AppName, _command.ToString());
         foreach (var slot in _slots)
         {
@@ -95,7 +128,16 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
 
         await foreach (var @event in _events.Reader.ReadAllAsync(CancellationToken.None).ConfigureAwait(false))
         {
-            Handle(@event);
+            try
+            {
+                Handle(@event);
+            }
+            catch (Exception ex) when (ex is not OutOfMemoryException)
+            {
+                // A bug in one event's handling must not take every worker down with the supervisor.
+                SupervisorLog.EventFailed(_logger, @event.GetType().Name, ex);
+            }
+
             if (_stopPhase == StopPhase.Done)
             {
                 break;
@@ -110,6 +152,11 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
         }
 
         await _controlServer.FlushAsync(TimeSpan.FromSeconds(2)).ConfigureAwait(false);
+        if (_admin is not null)
+        {
+            await _admin.DisposeAsync().ConfigureAwait(false);
+        }
+
         return _exitCode;
     }
 
@@ -296,6 +343,7 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
         var uptime = TimeSpan.FromMilliseconds(Environment.TickCount64 - instance.StartedAt);
         slot.ConsecutiveCrashes = uptime >= StableUptime ? 1 : slot.ConsecutiveCrashes + 1;
         slot.Restarts++;
+        _metrics.WorkerRestarted();
         var delay = BackoffFor(slot.ConsecutiveCrashes);
         SupervisorLog.WorkerRestarting(_logger, slot.Id, (long)delay.TotalMilliseconds);
         if (delay == TimeSpan.Zero)
@@ -320,9 +368,12 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
         return TimeSpan.FromMilliseconds(Math.Min(FirstBackoff.TotalMilliseconds * factor, MaxBackoff.TotalMilliseconds));
     }
 
+    private bool IsReady() => !_stopping && _dispatcher.ReadyTargets().Count > 0;
+
     private void OnTick()
     {
         var now = Environment.TickCount64;
+        _metrics.Publish(_instances.Select(i => new WorkerMetrics(i.SlotId, i.Pid, i.Generation, i.State.ToString().ToLowerInvariant(), i.Session?.OpenConnections ?? 0, i.Session?.Accepted ?? 0, SlotOf(i)?.Restarts ?? 0)).ToList());
         var expired = _dispatcher.ExpireWaiting();
         if (expired > 0)
         {
@@ -337,6 +388,12 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
                 {
                     StartWorker(slot);
                 }
+            }
+
+            if (now - _lastSampleAt >= 1000)
+            {
+                _lastSampleAt = now;
+                WatchWorkers(now);
             }
 
             for (var i = _scaleWaiters.Count - 1; i >= 0; i--)
@@ -406,6 +463,39 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
         }
     }
 
+    // Once a second: resources for `list`, hung workers (no Status frame for --heartbeat-timeout), and
+    // workers above --max-memory, which are replaced through the reload path (successor ready first).
+    private void WatchWorkers(long now)
+    {
+        foreach (var instance in _instances.ToList())
+        {
+            instance.SampleResources(now);
+            if (instance.State != WorkerState.Ready || instance.Session is not { } session)
+            {
+                continue;
+            }
+
+            if (_options.HeartbeatTimeout > TimeSpan.Zero && now - session.LastStatusAt > _options.HeartbeatTimeout.TotalMilliseconds)
+            {
+                SupervisorLog.WorkerHung(_logger, instance.SlotId, instance.Pid, _options.HeartbeatTimeout.TotalSeconds);
+                // Its connections go elsewhere from now on; what it holds unacknowledged is re-dispatched on exit.
+                _dispatcher.StopDispatching(session);
+                instance.State = WorkerState.Draining;
+                instance.DrainStartedAt = now;
+                instance.StopSent = true;
+                instance.Kill();
+                continue;
+            }
+
+            if (_options.MaxMemoryBytes is { } limit && instance.MemoryBytes > limit && _reload is null && SlotOf(instance) is { } slot && slot.Current == instance)
+            {
+                SupervisorLog.WorkerOverMemory(_logger, instance.SlotId, instance.Pid, instance.MemoryBytes >> 20, limit >> 20);
+                _reload = new ReloadOperation(slot.Generation, slot.Generation, new Queue<WorkerSlot>([slot])) { IsRecycle = true };
+                ContinueReload();
+            }
+        }
+    }
+
     private void BeginStop(string reason)
     {
         if (_stopPhase != StopPhase.None)
@@ -413,6 +503,7 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
             return;
         }
 
+        _stopping = true;
         SupervisorLog.Stopping(_logger, reason, _options.KillTimeout.TotalSeconds);
         _listeners.StopAccepting();
         _stopPhase = StopPhase.Settling;
@@ -483,6 +574,8 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
             _exitCode = 1;
         }
 
+        _stopping = true;
+
         _dispatcher.Close();
         _listeners.StopAccepting();
         foreach (var instance in _instances.ToList())
@@ -530,7 +623,7 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
         switch (request.Command)
         {
             case ControlCommands.List:
-                waiter?.TrySetResult(ControlResponse.Success($"{_slots.Count} workers, generation {Generation}", ListWorkers()));
+                waiter?.TrySetResult(ControlResponse.Success($"{_slots.Count} workers, generation {Generation}", ListWorkers(), DescribeSupervisor()));
                 break;
             case ControlCommands.Stop:
                 if (waiter is not null)
@@ -568,12 +661,31 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
                 Math.Round((now - i.StartedAt) / 1000.0, 1),
                 SlotOf(i)?.Restarts ?? 0,
                 i.Session?.OpenConnections ?? 0,
-                i.Session?.Accepted ?? 0))
+                i.Session?.Accepted ?? 0,
+                i.CpuPercent,
+                i.MemoryBytes))
             .ToList();
+    }
+
+    private SupervisorRow DescribeSupervisor()
+    {
+        using var self = System.Diagnostics.Process.GetCurrentProcess();
+        var now = Environment.TickCount64;
+        var cpu = self.TotalProcessorTime;
+        var percent = _selfSampledAt != 0 && now > _selfSampledAt ? (cpu - _selfCpu).TotalMilliseconds * 100 / (now - _selfSampledAt) : 0;
+        (_selfCpu, _selfSampledAt) = (cpu, now);
+        return new SupervisorRow(Environment.ProcessId, Math.Round((now - _startedAt) / 1000.0, 1), Math.Round(percent, 1), self.WorkingSet64, Generation, _options.Balance.ToString());
     }
 
     private void StartReload(TaskCompletionSource<ControlResponse>? waiter, string source)
     {
+        if (_reload is { IsRecycle: true })
+        {
+            // A memory recycle is replacing one worker; the reload follows as soon as it is done.
+            _reloadAfterRecycle.Add((waiter, source));
+            return;
+        }
+
         if (_reload is not null)
         {
             if (waiter is not null)
@@ -613,10 +725,34 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
         }
 
         _reload = null;
-        SupervisorLog.ReloadCompleted(_logger, reload.ToGeneration, _slots.Count);
-        foreach (var waiter in reload.Waiters)
+        if (reload.IsRecycle)
         {
-            waiter.TrySetResult(ControlResponse.Success($"reloaded {_slots.Count} workers to generation {reload.ToGeneration}", ListWorkers()));
+            SupervisorLog.WorkerRecycled(_logger, reload.ToGeneration);
+        }
+        else
+        {
+            SupervisorLog.ReloadCompleted(_logger, reload.ToGeneration, _slots.Count);
+            foreach (var waiter in reload.Waiters)
+            {
+                waiter.TrySetResult(ControlResponse.Success($"reloaded {_slots.Count} workers to generation {reload.ToGeneration}", ListWorkers()));
+            }
+        }
+
+        StartQueuedReload();
+    }
+
+    private void StartQueuedReload()
+    {
+        if (_reloadAfterRecycle.Count == 0 || _stopPhase != StopPhase.None)
+        {
+            return;
+        }
+
+        var queued = _reloadAfterRecycle.ToList();
+        _reloadAfterRecycle.Clear();
+        foreach (var (waiter, source) in queued)
+        {
+            StartReload(waiter, source);
         }
     }
 
@@ -625,6 +761,14 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
         var reload = _reload!;
         _reload = null;
         reason = reload.FailureReason ?? reason;
+        if (reload.IsRecycle)
+        {
+            // The worker over its memory limit keeps serving; the next sample tries again.
+            SupervisorLog.RecycleFailed(_logger, reason);
+            StartQueuedReload();
+            return;
+        }
+
         // Slots not yet replaced keep serving the old generation; that is what restarts use too.
         Generation = reload.FromGeneration;
         SupervisorLog.ReloadFailed(_logger, reason, reload.FromGeneration);
@@ -782,6 +926,7 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
 
     public void Dispose()
     {
+        _metrics.Dispose();
         _controlServer.Dispose();
         _channelServer.Dispose();
         _listeners.Dispose();
@@ -836,6 +981,9 @@ internal sealed class ReloadOperation(int fromGeneration, int toGeneration, Queu
     public WorkerInstance? Incoming { get; set; }
 
     public string? FailureReason { get; set; }
+
+    // Replacing one worker over --max-memory: same generation, nobody waiting on it.
+    public bool IsRecycle { get; init; }
 
     public List<TaskCompletionSource<ControlResponse>> Waiters { get; } = [];
 }

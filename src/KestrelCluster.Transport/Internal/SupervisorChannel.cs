@@ -27,7 +27,8 @@ internal sealed class SupervisorChannel : IAsyncDisposable
     private Task? _receiveLoop;
     private int _nextRequestId;
     private int _openConnections;
-    private Task? _statusLoop;
+    private Thread? _statusThread;
+    private int _statusPending;
     private volatile bool _closed;
 
     public SupervisorChannel(IOptions<ClusterTransportOptions> options, IHostApplicationLifetime lifetime, ILogger<SupervisorChannel> logger)
@@ -119,23 +120,27 @@ internal sealed class SupervisorChannel : IAsyncDisposable
         connection.ConnectionClosed.Register(static state => Interlocked.Decrement(ref ((SupervisorChannel)state!)._openConnections), this);
     }
 
-    // Every second: the open connection count for `list`, and proof of life for hang detection.
-    private async Task StatusLoopAsync()
+    // Every second: the open connection count for `list`, and proof of life for hang detection. The
+    // tick comes from a dedicated thread, but the frame is sent by an ordinary thread-pool work item queued
+    // behind the app's own work: timers jump that queue, so only this shows a starved or deadlocked pool.
+    private void StatusLoop()
     {
-        using var timer = new PeriodicTimer(TimeSpan.FromSeconds(1));
-        try
+        while (!_closed && !_stopping.Token.WaitHandle.WaitOne(TimeSpan.FromSeconds(1)))
         {
-            while (!_closed && await timer.WaitForNextTickAsync(_stopping.Token).ConfigureAwait(false))
+            if (Interlocked.Exchange(ref _statusPending, 1) == 0)
             {
-                var buffer = new byte[5];
-                var writer = new FrameWriter(buffer, FrameType.Status);
-                writer.WriteInt32(Volatile.Read(ref _openConnections));
-                TrySendQuietly(writer.Written);
+                ThreadPool.UnsafeQueueUserWorkItem(static self => self.SendStatus(), this, preferLocal: false);
             }
         }
-        catch (OperationCanceledException)
-        {
-        }
+    }
+
+    private void SendStatus()
+    {
+        Volatile.Write(ref _statusPending, 0);
+        Span<byte> buffer = stackalloc byte[5];
+        var writer = new FrameWriter(buffer, FrameType.Status);
+        writer.WriteInt32(Volatile.Read(ref _openConnections));
+        TrySendQuietly(writer.Written);
     }
 
     private async Task EnsureConnectedAsync(CancellationToken cancellationToken)
@@ -171,7 +176,8 @@ internal sealed class SupervisorChannel : IAsyncDisposable
             _socket = socket;
             ClusterTransportLog.Connected(_logger, WorkerId, Generation);
             _receiveLoop = Task.Run(ReceiveLoopAsync);
-            _statusLoop = Task.Run(StatusLoopAsync);
+            _statusThread = new Thread(StatusLoop) { IsBackground = true, Name = "kestrel-cluster status" };
+            _statusThread.Start();
         }
         finally
         {
@@ -380,10 +386,7 @@ internal sealed class SupervisorChannel : IAsyncDisposable
             await _receiveLoop.ConfigureAwait(false);
         }
 
-        if (_statusLoop is not null)
-        {
-            await _statusLoop.ConfigureAwait(false);
-        }
+        _statusThread?.Join(TimeSpan.FromSeconds(2));
 
         _stopping.Dispose();
         _connectLock.Dispose();

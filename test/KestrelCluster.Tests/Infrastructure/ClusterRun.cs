@@ -230,12 +230,15 @@ public sealed partial class ClusterRun : IAsyncDisposable
         return result;
     }
 
-    /// <summary>`list --json`, parsed.</summary>
-    public async Task<IReadOnlyList<ListedWorker>> ListAsync()
+    /// <summary>`list --json`, parsed: the workers' rows.</summary>
+    public async Task<IReadOnlyList<ListedWorker>> ListAsync() => (await ListAllAsync()).Workers;
+
+    /// <summary>`list --json`, parsed: the supervisor's row and the workers' rows.</summary>
+    public async Task<ListedCluster> ListAllAsync()
     {
         var (exitCode, stdout, stderr) = await RunCliAsync(TimeSpan.FromSeconds(30), "list", "--json");
         Assert.True(exitCode == 0, $"list failed: {stderr}");
-        return System.Text.Json.JsonSerializer.Deserialize<List<ListedWorker>>(stdout, new System.Text.Json.JsonSerializerOptions(System.Text.Json.JsonSerializerDefaults.Web))!;
+        return System.Text.Json.JsonSerializer.Deserialize<ListedCluster>(stdout, new System.Text.Json.JsonSerializerOptions(System.Text.Json.JsonSerializerDefaults.Web))!;
     }
 
     private void OnLine(string? line)
@@ -288,7 +291,11 @@ public sealed partial class ClusterRun : IAsyncDisposable
         }
     }
 
-    public sealed record ListedWorker(int Id, int Pid, int Generation, string State, double UptimeSeconds, int Restarts, int OpenConnections, long TotalConnections);
+    public sealed record ListedWorker(int Id, int Pid, int Generation, string State, double UptimeSeconds, int Restarts, int OpenConnections, long TotalConnections, double CpuPercent, long MemoryBytes);
+
+    public sealed record ListedSupervisor(int Pid, double UptimeSeconds, double CpuPercent, long MemoryBytes, int Generation, string Balance);
+
+    public sealed record ListedCluster(ListedSupervisor Supervisor, IReadOnlyList<ListedWorker> Workers);
 
     [GeneratedRegex(@"Worker (\d+) started \(pid (\d+)")]
     private static partial Regex WorkerStartedPattern();
