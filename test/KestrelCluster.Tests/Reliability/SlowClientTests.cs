@@ -21,7 +21,7 @@ public sealed class SlowClientTests(ITestOutputHelper output)
         await using var cluster = await ClusterRun.StartReadyAsync(output, workers: 2);
         var target = new IPEndPoint(IPAddress.Loopback, cluster.Port);
         using var client = Http.NewConnectionClient($"http://127.0.0.1:{cluster.Port}");
-        await MeasureAsync(client, 100);
+        await MeasureAsync(client, 500);
         var baseline = await MeasureAsync(client, Samples);
 
         var idle = new List<Socket>();
