@@ -69,6 +69,34 @@ public sealed partial class ChaosTests(ITestOutputHelper output)
         }
     }
 
+    [Fact]
+    public async Task WorkerFrozenBySigstop_DetectedByHeartbeatReplacedAndEveryRequestAnswered()
+    {
+        await using var cluster = await ClusterRun.StartReadyAsync(output, workers: 2, extraArguments: ["--heartbeat-timeout", "3"]);
+        var frozen = cluster.WorkerPids[0];
+        var survivor = cluster.WorkerPids[1];
+        using var client = Http.NewConnectionClient($"http://127.0.0.1:{cluster.Port}");
+        ProcessInfo.Signal(frozen, ProcessInfo.SIGSTOP);
+        try
+        {
+            // Requests keep coming while it is frozen; those it was handed (unacknowledged) must not be lost.
+            var requests = Enumerable.Range(0, 100).Select(_ => Http.GetPidAsync(client)).ToList();
+            await cluster.WaitForLineAsync(new Regex($@"Worker 0 \(pid {frozen}\) sent no heartbeat for 3 s"), TimeSpan.FromSeconds(30));
+            var replaced = await cluster.WaitForLineAsync(new Regex($@"Worker 0 ready \(pid (?!{frozen}\b)\d+"), ClusterRun.StartTimeout);
+            var pids = await Task.WhenAll(requests).WaitAsync(TimeSpan.FromSeconds(60));
+            var redispatched = cluster.Lines.Select(l => RedispatchedPattern().Match(l)).Where(m => m.Success).Sum(m => int.Parse(m.Groups[1].Value));
+            output.WriteLine($"{replaced}\n100 requests answered: {pids.Count(p => p == survivor)} by the survivor, {pids.Count(p => p != survivor)} by the replacement; {redispatched} handed on from the frozen worker");
+
+            Assert.DoesNotContain(frozen, pids);
+            Assert.True(await ProcessInfo.WaitUntilGoneAsync([frozen], TimeSpan.FromSeconds(10)), "the frozen worker should have been killed");
+            Assert.Equal(2, cluster.ReadyWorkerPids().Count);
+        }
+        finally
+        {
+            ProcessInfo.Signal(frozen, ProcessInfo.SIGCONT);
+        }
+    }
+
     private static async Task WaitUntilAsync(Func<bool> condition, TimeSpan timeout)
     {
         var deadline = DateTime.UtcNow + timeout;
