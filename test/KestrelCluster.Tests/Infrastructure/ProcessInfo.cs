@@ -86,17 +86,14 @@ internal static partial class ProcessInfo
         }
     }
 
-    /// <summary>Open file descriptors of a process (/proc/pid/fd), or -1 when it is gone.</summary>
+    /// <summary>
+    /// Open file descriptors of a process (/proc/pid/fd), or -1 when it is gone. The runtime keeps each assembly it
+    /// loads open, lazily and for good (even when idle); those are not counted, since they are not per connection.
+    /// </summary>
     public static int FdCount(int pid)
     {
-        try
-        {
-            return Directory.GetFileSystemEntries($"/proc/{pid}/fd").Length;
-        }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
-        {
-            return -1;
-        }
+        var targets = FdTargets(pid);
+        return targets.Count == 0 ? -1 : targets.Count(t => !t.EndsWith(".dll", StringComparison.Ordinal));
     }
 
     /// <summary>What each open fd of a process points at ("socket:[123]", "/dev/null", "anon_inode:[eventpoll]"...).</summary>
