@@ -130,6 +130,11 @@ internal sealed class WorkerSession : DispatchTarget, IDisposable
             reason = ex.Message;
             violation = false;
         }
+        catch (Exception ex)
+        {
+            // A fault of ours while handling a frame: name it, rather than log "end of stream" for a live worker.
+            reason = $"an unexpected {ex.GetType().Name} while handling its frame ({ex.Message})";
+        }
         finally
         {
             Close(reason, violation);

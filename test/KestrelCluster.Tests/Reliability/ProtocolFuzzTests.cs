@@ -101,6 +101,27 @@ public sealed class ProtocolFuzzTests(ITestOutputHelper output)
         AssertOnlyExpected(outcomes, "accepted");
     }
 
+    // Whatever goes wrong while a frame is handled ends that session with the reason named, never silently.
+    [Fact]
+    public async Task WorkerSession_HandlerThrowsUnexpectedly_SessionClosesNamingTheException()
+    {
+        using var pair = new SocketPair();
+        var handler = new RecordingHandler { ThrowOnBind = true };
+        using var session = new WorkerSession(
+            new WorkerInstance(0, 1, "not-a-real-token", new Process()),
+            new ChannelSocket(pair.Left),
+            new PeerCredentials(Environment.ProcessId, 0, 0),
+            new Dispatcher(TimeSpan.FromSeconds(5)),
+            handler);
+        session.Start();
+
+        pair.Right.Send([(byte)FrameType.Bind, 1, 0, 0, 0, .. "127.0.0.1:0"u8]);
+
+        var (reason, violation) = await handler.Closing.Task.WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Contains("InvalidOperationException", reason);
+        Assert.True(violation);
+    }
+
     // Found by the fuzzer: a Bind for a Unix path under 108 characters but over 108 bytes in UTF-8 threw out of
     // the worker's receive loop instead of answering "not an endpoint".
     [Theory]
@@ -234,9 +255,18 @@ public sealed class ProtocolFuzzTests(ITestOutputHelper output)
     {
         public int Binds { get; private set; }
 
+        public bool ThrowOnBind { get; init; }
+
+        public TaskCompletionSource<(string Reason, bool Violation)> Closing { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
         public BindOutcome Bind(WorkerSession session, string requested)
         {
             Binds++;
+            if (ThrowOnBind)
+            {
+                throw new InvalidOperationException("a fault in the supervisor's own code");
+            }
+
             // The supervisor's registry parses the endpoint first (and binds nothing here).
             return EndpointText.TryParse(requested, out _)
                 ? new BindOutcome(null, SocketError.AccessDenied, "fuzzing binds nothing")
@@ -247,8 +277,6 @@ public sealed class ProtocolFuzzTests(ITestOutputHelper output)
         {
         }
 
-        public void Closed(WorkerSession session, string reason, bool violation)
-        {
-        }
+        public void Closed(WorkerSession session, string reason, bool violation) => Closing.TrySetResult((reason, violation));
     }
 }
