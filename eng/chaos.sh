@@ -3,6 +3,7 @@
 # and 16 new-connection clients) for S seconds (default 60) and meanwhile SIGKILLs a random ready worker every
 # 2 s (never the last ready one). Prints requests sent/answered/failed, the failures in flight on a killed worker,
 # and the unacknowledged connections the supervisor handed to other workers; exits non-zero on any other failure.
+# The supervisor's log is kept in /tmp/kestrel-cluster-chaos.log.
 #   eng/chaos.sh [seconds=60] [workers=2]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,7 +18,7 @@ kc="dotnet src/KestrelCluster.Supervisor/bin/Release/net10.0/kestrel-cluster.dll
 $kc run -n chaos-check -w "$workers" --urls http://127.0.0.1:0 -- dotnet samples/HelloCluster/bin/Release/net10.0/HelloCluster.dll >"$log" 2>&1 &
 supervisor=$!
 # Workers are the supervisor's children: they go with it (by pid, nothing broader).
-trap 'for p in $(pgrep -P $supervisor 2>/dev/null); do kill -9 $p 2>/dev/null || true; done; kill -9 $supervisor 2>/dev/null || true; rm -rf "$XDG_RUNTIME_DIR"' EXIT
+trap 'for p in $(pgrep -P $supervisor 2>/dev/null); do kill -9 $p 2>/dev/null || true; done; kill -9 $supervisor 2>/dev/null || true; cp "$log" /tmp/kestrel-cluster-chaos.log 2>/dev/null || true; rm -rf "$XDG_RUNTIME_DIR"' EXIT
 for _ in $(seq 1 600); do grep -qs "All $workers workers ready" "$log" && break; sleep 0.1; done
 port=$(grep -o 'Listening on 127.0.0.1:[0-9]*' "$log" | head -1 | cut -d: -f2)
 status=0

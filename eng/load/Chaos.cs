@@ -2,7 +2,7 @@ using System.Diagnostics;
 
 namespace KestrelCluster.Load;
 
-/// <summary>One SIGKILL of a worker, at a <see cref="Stopwatch.GetTimestamp"/> time.</summary>
+/// <summary>One SIGKILL of a worker; At: a <see cref="Stopwatch.GetTimestamp"/> time just after kill(2) returned.</summary>
 public sealed record WorkerKill(long At, int Pid);
 
 /// <summary>
@@ -18,7 +18,7 @@ public sealed record ChaosReport(LoadResult Load, IReadOnlyList<WorkerKill> Kill
     public override string ToString()
         => $"{Load}\n{Kills.Count} workers killed ({SkippedKills} ticks skipped: fewer than 2 ready workers); "
            + $"failed in flight on a killed worker: {InFlight.Count} (at most {MaxInFlightPerKill} per kill); unexplained failures: {Unexplained.Count}"
-           + string.Concat(Unexplained.Take(10).Select(f => $"\n  unexplained: {f.Kind} keep-alive={f.KeepAlive} last pid={f.LastPid} at {Chaos.Seconds(f.StartedAt):0.000}–{Chaos.Seconds(f.EndedAt):0.000} s"));
+           + string.Concat(Unexplained.Take(10).Select(f => $"\n  unexplained: {f.Kind} ({f.Detail}) keep-alive={f.KeepAlive} last pid={f.LastPid} at {Chaos.Seconds(f.StartedAt):0.000}–{Chaos.Seconds(f.EndedAt):0.000} s"));
 }
 
 /// <summary>Kills a random ready worker with SIGKILL every interval while load runs, then accounts for every failure.</summary>
@@ -26,16 +26,18 @@ public static class Chaos
 {
     public static readonly TimeSpan InFlightWindow = TimeSpan.FromSeconds(5);
 
-    private static readonly long Origin = Stopwatch.GetTimestamp();
+    private static long _origin;
 
-    public static double Seconds(long timestamp) => Stopwatch.GetElapsedTime(Origin, timestamp).TotalSeconds;
+    /// <summary>Seconds since the chaos run started, for reports.</summary>
+    public static double Seconds(long timestamp) => Stopwatch.GetElapsedTime(Interlocked.Read(ref _origin), timestamp).TotalSeconds;
 
     /// <summary>
     /// Every interval, kills one of <paramref name="readyWorkers"/> at random, as long as another stays ready
     /// (killing the last one would test restart latency, not whether accepted connections survive).
     /// </summary>
-    public static async Task<(IReadOnlyList<WorkerKill> Kills, int Skipped)> KillWorkersAsync(Func<IReadOnlyList<int>> readyWorkers, Action<int> kill, TimeSpan interval, TimeSpan duration, int seed = 0)
+    public static async Task<(IReadOnlyList<WorkerKill> Kills, int Skipped)> KillWorkersAsync(Func<IReadOnlyList<int>> readyWorkers, Action<int> kill, TimeSpan interval, TimeSpan duration, int seed = 0, Action<string>? log = null)
     {
+        Interlocked.CompareExchange(ref _origin, Stopwatch.GetTimestamp(), 0);
         var random = seed == 0 ? Random.Shared : new Random(seed);
         var kills = new List<WorkerKill>();
         var skipped = 0;
@@ -51,8 +53,10 @@ public static class Chaos
             }
 
             var victim = ready[random.Next(ready.Count)];
-            kills.Add(new WorkerKill(Stopwatch.GetTimestamp(), victim));
             kill(victim);
+            // Stamped once the signal is sent: a request that reached the worker just before is still in flight on it.
+            kills.Add(new WorkerKill(Stopwatch.GetTimestamp(), victim));
+            log?.Invoke($"{Seconds(kills[^1].At):0.000} s: killed pid {victim}");
         }
 
         return (kills, skipped);

@@ -9,7 +9,7 @@ namespace KestrelCluster.Load;
 /// anything else the same process records (e.g. when a worker was killed). LastPid: for a keep-alive client,
 /// the worker pid that answered last on the connection this request used (null on a fresh connection).
 /// </summary>
-public sealed record LoadFailure(long StartedAt, long EndedAt, string Kind, bool KeepAlive, int? LastPid);
+public sealed record LoadFailure(long StartedAt, long EndedAt, string Kind, bool KeepAlive, int? LastPid, string Detail = "");
 
 /// <summary>Totals of one bounded load run.</summary>
 public sealed record LoadResult(long Sent, long Answered, long Failed, TimeSpan Elapsed, IReadOnlyDictionary<string, long> FailureKinds)
@@ -57,6 +57,7 @@ public static class LoadRunner
                 Interlocked.Increment(ref sent);
                 var startedAt = Stopwatch.GetTimestamp();
                 string kind;
+                var detail = "";
                 try
                 {
                     // Not cancelled by the stop token: a request once sent must be answered.
@@ -75,10 +76,11 @@ public static class LoadRunner
                 catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException or IOException)
                 {
                     kind = ex.InnerException?.GetType().Name ?? ex.GetType().Name;
+                    detail = ex.InnerException?.Message ?? ex.Message;
                 }
 
                 failureKinds.AddOrUpdate(kind, 1, (_, n) => n + 1);
-                failures.Enqueue(new LoadFailure(startedAt, Stopwatch.GetTimestamp(), kind, !newConnectionPerRequest, lastPid));
+                failures.Enqueue(new LoadFailure(startedAt, Stopwatch.GetTimestamp(), kind, !newConnectionPerRequest, lastPid, detail));
                 // The handler opens a new connection after a failure.
                 lastPid = null;
                 Interlocked.Increment(ref failed);

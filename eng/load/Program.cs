@@ -19,7 +19,7 @@ if (args.Length > 0 && args[0] == "chaos")
     var log = args[2];
     var duration = TimeSpan.FromSeconds(ChaosArg(3, 60));
     var load = LoadRunner.RunAsync(chaosTarget, ChaosArg(5, 16), ChaosArg(6, 16), duration);
-    var (kills, skipped) = await Chaos.KillWorkersAsync(() => ReadyWorkers(log), pid => Kill(pid), TimeSpan.FromSeconds(ChaosArg(4, 2)), duration);
+    var (kills, skipped) = await Chaos.KillWorkersAsync(() => ReadyWorkers(log), pid => Kill(pid), TimeSpan.FromSeconds(ChaosArg(4, 2)), duration, log: Console.WriteLine);
     var report = Chaos.Account(await load, kills, skipped);
     Console.WriteLine(report);
     return report.Unexplained.Count == 0 ? 0 : 1;
@@ -71,8 +71,10 @@ static bool IsAlive(int pid)
     }
 }
 
-static void Kill(int pid)
+static void Kill(int pid) => _ = NativeMethods.kill(pid, 9);
+
+internal static partial class NativeMethods
 {
-    using var kill = System.Diagnostics.Process.Start("kill", ["-KILL", pid.ToString(CultureInfo.InvariantCulture)]);
-    kill.WaitForExit();
+    [System.Runtime.InteropServices.LibraryImport("libc", SetLastError = true)]
+    internal static partial int kill(int pid, int signal);
 }
