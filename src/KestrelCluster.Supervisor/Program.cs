@@ -103,7 +103,7 @@ internal static class Program
 
         using (runtimeDirectory)
         {
-            using (supervisor = new ClusterSupervisor(options, workerCommand, runtimeDirectory, logger, Console.Out, Console.Error, loggerFactory))
+            using (supervisor = new ClusterSupervisor(options, workerCommand, runtimeDirectory, logger, Console.Out, Console.Error))
             {
                 if (stopping.IsCancellationRequested)
                 {
@@ -121,7 +121,7 @@ internal static class Program
         ControlResponse response;
         try
         {
-            response = await ControlClient.SendAsync(verb.Name, new ControlRequest(verb.Verb, verb.Workers), timeout).ConfigureAwait(false);
+            response = await ControlClient.SendAsync(verb.Name, new ControlRequest(verb.Verb, verb.Workers, verb.Target, verb.Payload), timeout).ConfigureAwait(false);
         }
         catch (CommandLineException ex)
         {

@@ -11,7 +11,7 @@ internal sealed record VersionCommand : ParsedCommand;
 internal sealed record RunCommand(RunOptions Options) : ParsedCommand;
 
 // list, reload, scale, stop: sent to a running cluster over its control socket.
-internal sealed record ControlVerb(string Verb, string? Name, int? Workers = null, bool Json = false) : ParsedCommand;
+internal sealed record ControlVerb(string Verb, string? Name, int? Workers = null, bool Json = false, string? Target = null, string? Payload = null) : ParsedCommand;
 
 // Parses the kestrel-cluster command line. Every mistake is one CommandLineException with a message
 // that names the offending word, so the user sees a single clear line.
@@ -47,6 +47,7 @@ internal static class CommandLine
           reload [-n name]            rolling, zero-downtime: each worker replaced once its successor is ready
           scale  <N> [-n name]        run N workers (scaling down drains the extra ones)
           stop   [-n name]            drain every worker and exit
+          send   <id|all> <json> [-n name]  deliver a JSON message to one worker or all (IClusterWorker)
                                       (-n may be left out while only one cluster runs)
 
           -h, --help              show this help
@@ -67,7 +68,7 @@ internal static class CommandLine
             "-h" or "--help" or "help" => new HelpCommand(Usage),
             "--version" => new VersionCommand(),
             "run" => ParseRun(args.Skip(1).ToList()),
-            "list" or "reload" or "scale" or "stop" => ParseControl(args[0], args.Skip(1).ToList()),
+            "list" or "reload" or "scale" or "stop" or "send" => ParseControl(args[0], args.Skip(1).ToList()),
             var other when other.StartsWith('-') => throw new CommandLineException($"unknown option '{other}'. Try 'kestrel-cluster --help'."),
             var other => throw new CommandLineException($"unknown command '{other}'. Try 'kestrel-cluster --help'."),
         };
@@ -150,6 +151,7 @@ internal static class CommandLine
         string? name = null;
         int? workers = null;
         var json = false;
+        var positional = new List<string>();
         for (var i = 0; i < args.Count; i++)
         {
             var arg = args[i];
@@ -170,6 +172,13 @@ internal static class CommandLine
                         break;
                     }
 
+                    // send <id|all> <json>: the JSON may well start with '-' (a number) or '[': take two positionals.
+                    if (verb == "send" && positional.Count < 2 && (positional.Count == 1 || !arg.StartsWith('-')))
+                    {
+                        positional.Add(arg);
+                        break;
+                    }
+
                     throw arg.StartsWith('-')
                         ? new CommandLineException($"unknown option '{arg}' for '{verb}'. Try 'kestrel-cluster --help'.")
                         : new CommandLineException($"unexpected argument '{arg}' for '{verb}'.");
@@ -179,6 +188,30 @@ internal static class CommandLine
         if (verb == "scale" && workers is null)
         {
             throw new CommandLineException("scale needs the number of workers, e.g. 'kestrel-cluster scale 4'.");
+        }
+
+        if (verb == "send")
+        {
+            if (positional.Count < 2)
+            {
+                throw new CommandLineException("send needs a target and a JSON message, e.g. kestrel-cluster send all '{\"invalidate\":\"*\"}'.");
+            }
+
+            if (positional[0] != "all" && !int.TryParse(positional[0], NumberStyles.None, CultureInfo.InvariantCulture, out _))
+            {
+                throw new CommandLineException($"send: the target must be a worker id or 'all'; got '{positional[0]}'.");
+            }
+
+            try
+            {
+                using var document = System.Text.Json.JsonDocument.Parse(positional[1]);
+            }
+            catch (System.Text.Json.JsonException ex)
+            {
+                throw new CommandLineException($"send: the message is not valid JSON ({ex.Message}).");
+            }
+
+            return new ControlVerb(verb, name, Target: positional[0], Payload: positional[1]);
         }
 
         return new ControlVerb(verb, name, workers, json);

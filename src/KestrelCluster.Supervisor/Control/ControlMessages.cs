@@ -4,7 +4,7 @@ using System.Text.Json.Serialization;
 namespace KestrelCluster.Supervisor.Control;
 
 // The control socket's protocol: one JSON request per connection, one JSON response (SOCK_SEQPACKET messages).
-internal sealed record ControlRequest(string Command, int? Workers = null);
+internal sealed record ControlRequest(string Command, int? Workers = null, string? Target = null, string? Payload = null);
 
 internal sealed record ControlResponse(bool Ok, string Message, IReadOnlyList<WorkerRow>? Workers = null, SupervisorRow? Supervisor = null)
 {
@@ -43,4 +43,5 @@ internal static class ControlCommands
     public const string Reload = "reload";
     public const string Scale = "scale";
     public const string Stop = "stop";
+    public const string Send = "send";
 }

@@ -42,8 +42,9 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
     private readonly List<(TaskCompletionSource<ControlResponse> Waiter, long Deadline)> _scaleWaiters = [];
     private ReloadOperation? _reload;
     private readonly ClusterMetrics _metrics;
-    private readonly ILoggerFactory? _loggerFactory;
     private AdminServer? _admin;
+    private readonly SystemdNotifier? _systemd = SystemdNotifier.FromEnvironment();
+    private long _lastWatchdogAt;
     // Read by the admin endpoint's threads.
     private volatile bool _stopping;
     private readonly List<(TaskCompletionSource<ControlResponse>? Waiter, string Source)> _reloadAfterRecycle = [];
@@ -59,9 +60,8 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
     private long _selfSampledAt;
     private bool _announcedAllReady;
 
-    public ClusterSupervisor(RunOptions options, WorkerCommand command, RuntimeDirectory runtimeDirectory, ILogger logger, TextWriter workerOutput, TextWriter errorOutput, ILoggerFactory? loggerFactory = null)
+    public ClusterSupervisor(RunOptions options, WorkerCommand command, RuntimeDirectory runtimeDirectory, ILogger logger, TextWriter workerOutput, TextWriter errorOutput)
     {
-        _loggerFactory = loggerFactory;
         _options = options;
         _command = command;
         _runtimeDirectory = runtimeDirectory;
@@ -92,11 +92,16 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
     {
         _channelServer.Start();
         _controlServer.Start();
+        foreach (var socket in SystemdSockets.Take())
+        {
+            SupervisorLog.AdoptedSocket(_logger, _listeners.Adopt(socket).BoundText);
+        }
+
         if (_options.AdminUrls is { } adminUrls)
         {
             try
             {
-                _admin = await AdminServer.StartAsync(adminUrls, IsReady, () => _metrics.ToPrometheusText(Generation), _loggerFactory ?? Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance, cancellationToken).ConfigureAwait(false);
+                _admin = await AdminServer.StartAsync(adminUrls, IsReady, () => _metrics.ToPrometheusText(Generation), cancellationToken).ConfigureAwait(false);
                 SupervisorLog.AdminListening(_logger, string.Join(", ", _admin.Addresses));
             }
             catch (Exception ex) when (ex is IOException or InvalidOperationException or System.Net.Sockets.SocketException or FormatException or UriFormatException)
@@ -188,6 +193,9 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
             case ControlCommand command:
                 OnControlCommand(command);
                 break;
+            case WorkerMessage message:
+                OnWorkerMessage(message);
+                break;
         }
     }
 
@@ -271,6 +279,7 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
         {
             _announcedAllReady = true;
             SupervisorLog.AllReady(_logger, _slots.Count);
+            _systemd?.Notify($"READY=1\nSTATUS={_slots.Count} workers ready");
         }
 
         CompleteScaleWaiters();
@@ -373,6 +382,13 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
     private void OnTick()
     {
         var now = Environment.TickCount64;
+        // Pinged from the loop itself: a supervisor whose loop hangs stops pinging and systemd restarts it.
+        if (_systemd?.WatchdogInterval is { } interval && now - _lastWatchdogAt >= interval.TotalMilliseconds)
+        {
+            _lastWatchdogAt = now;
+            _systemd.Notify("WATCHDOG=1");
+        }
+
         _metrics.Publish(_instances.Select(i => new WorkerMetrics(i.SlotId, i.Pid, i.Generation, i.State.ToString().ToLowerInvariant(), i.Session?.OpenConnections ?? 0, i.Session?.Accepted ?? 0, SlotOf(i)?.Restarts ?? 0)).ToList());
         var expired = _dispatcher.ExpireWaiting();
         if (expired > 0)
@@ -504,6 +520,7 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
         }
 
         _stopping = true;
+        _systemd?.Notify($"STOPPING=1\nSTATUS=stopping ({reason})");
         SupervisorLog.Stopping(_logger, reason, _options.KillTimeout.TotalSeconds);
         _listeners.StopAccepting();
         _stopPhase = StopPhase.Settling;
@@ -639,6 +656,9 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
             case ControlCommands.Scale when request.Workers is >= 1 and <= CommandLine.MaxWorkers:
                 Scale(request.Workers.Value, waiter);
                 break;
+            case ControlCommands.Send:
+                waiter?.TrySetResult(SendFromCli(request));
+                break;
             case ControlCommands.Scale:
                 waiter?.TrySetResult(ControlResponse.Failure($"scale needs a number of workers from 1 to {CommandLine.MaxWorkers}"));
                 break;
@@ -699,6 +719,7 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
         var from = Generation;
         Generation++;
         SupervisorLog.ReloadStarting(_logger, source, from, Generation);
+        _systemd?.Notify($"RELOADING=1\nMONOTONIC_USEC={System.Diagnostics.Stopwatch.GetTimestamp() * 1_000_000 / System.Diagnostics.Stopwatch.Frequency}\nSTATUS=reloading to generation {Generation}");
         _reload = new ReloadOperation(from, Generation, new Queue<WorkerSlot>(_slots.Where(s => !s.Retiring)));
         if (waiter is not null)
         {
@@ -732,6 +753,7 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
         else
         {
             SupervisorLog.ReloadCompleted(_logger, reload.ToGeneration, _slots.Count);
+            _systemd?.Notify($"READY=1\nSTATUS={_slots.Count} workers ready, generation {reload.ToGeneration}");
             foreach (var waiter in reload.Waiters)
             {
                 waiter.TrySetResult(ControlResponse.Success($"reloaded {_slots.Count} workers to generation {reload.ToGeneration}", ListWorkers()));
@@ -772,6 +794,7 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
         // Slots not yet replaced keep serving the old generation; that is what restarts use too.
         Generation = reload.FromGeneration;
         SupervisorLog.ReloadFailed(_logger, reason, reload.FromGeneration);
+        _systemd?.Notify($"READY=1\nSTATUS=reload failed; generation {reload.FromGeneration} serving");
         foreach (var waiter in reload.Waiters)
         {
             waiter.TrySetResult(ControlResponse.Failure($"reload failed: {reason}; the workers of generation {reload.FromGeneration} keep serving"));
@@ -903,6 +926,80 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
 
     void IWorkerSessionHandler.Ready(WorkerSession session) => Post(new WorkerBecameReady(session));
 
+    void IWorkerSessionHandler.Message(WorkerSession session, int target, byte[] json) => Post(new WorkerMessage(session, target, json));
+
+    private void OnWorkerMessage(WorkerMessage message)
+    {
+        var sender = message.Session.Instance;
+        if (message.Target == MessageTargets.Supervisor)
+        {
+            SupervisorLog.MessageFromWorker(_logger, sender.SlotId, sender.Pid, System.Text.Encoding.UTF8.GetString(message.Json));
+            return;
+        }
+
+        Deliver(_instances.Where(i => i != sender), sender.SlotId, message.Json);
+    }
+
+    // Sends without waiting: a worker whose channel is full (frozen, or not reading) misses the message
+    // rather than stalling the supervisor.
+    private int Deliver(IEnumerable<WorkerInstance> recipients, int sender, byte[] json)
+    {
+        var delivered = 0;
+        foreach (var instance in recipients.ToList())
+        {
+            if (instance.Session is not { } session || instance.State == WorkerState.Exited)
+            {
+                continue;
+            }
+
+            if (session.SendMessage(sender, json))
+            {
+                delivered++;
+            }
+            else
+            {
+                SupervisorLog.MessageDropped(_logger, instance.SlotId, instance.Pid);
+            }
+        }
+
+        return delivered;
+    }
+
+    private ControlResponse SendFromCli(ControlRequest request)
+    {
+        if (request.Payload is null || request.Target is null)
+        {
+            return ControlResponse.Failure("send needs a target (a worker id or 'all') and a JSON message");
+        }
+
+        byte[] json;
+        try
+        {
+            using var document = System.Text.Json.JsonDocument.Parse(request.Payload);
+            json = System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(document.RootElement);
+        }
+        catch (System.Text.Json.JsonException ex)
+        {
+            return ControlResponse.Failure($"the message is not valid JSON: {ex.Message}");
+        }
+
+        var live = _slots.Where(s => s.Current is { State: WorkerState.Ready or WorkerState.Starting }).Select(s => s.Current!).ToList();
+        if (request.Target != "all")
+        {
+            if (!int.TryParse(request.Target, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var id) || live.All(i => i.SlotId != id))
+            {
+                return ControlResponse.Failure($"no worker {request.Target} (workers: {string.Join(", ", live.Select(i => i.SlotId).Order())})");
+            }
+
+            live = live.Where(i => i.SlotId == id).ToList();
+        }
+
+        var delivered = Deliver(live, MessageTargets.Supervisor, json);
+        return delivered == live.Count
+            ? ControlResponse.Success($"sent to {delivered} worker{(delivered == 1 ? "" : "s")}")
+            : ControlResponse.Failure($"sent to {delivered} of {live.Count} workers; the others were not reachable");
+    }
+
     void IWorkerSessionHandler.Closed(WorkerSession session, string reason, bool violation)
     {
         if (violation)
@@ -926,6 +1023,7 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
 
     public void Dispose()
     {
+        _systemd?.Dispose();
         _metrics.Dispose();
         _controlServer.Dispose();
         _channelServer.Dispose();
@@ -966,6 +1064,8 @@ internal sealed record WorkerExited(WorkerInstance Instance) : SupervisorEvent;
 internal sealed record StopRequested(string Reason) : SupervisorEvent;
 
 internal sealed record FatalError(string Message) : SupervisorEvent;
+
+internal sealed record WorkerMessage(WorkerSession Session, int Target, byte[] Json) : SupervisorEvent;
 
 internal sealed record ControlCommand(ControlRequest Request, TaskCompletionSource<ControlResponse>? Waiter, string Source) : SupervisorEvent;
 

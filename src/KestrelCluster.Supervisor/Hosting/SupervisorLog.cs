@@ -85,4 +85,13 @@ internal static partial class SupervisorLog
 
     [LoggerMessage(27, LogLevel.Information, "Admin endpoints (/healthz, /readyz, /metrics) on {Addresses}", EventName = "AdminListening")]
     public static partial void AdminListening(ILogger logger, string addresses);
+
+    [LoggerMessage(28, LogLevel.Information, "Message from worker {WorkerId} (pid {Pid}): {Json}", EventName = "MessageFromWorker")]
+    public static partial void MessageFromWorker(ILogger logger, int workerId, int pid, string json);
+
+    [LoggerMessage(29, LogLevel.Warning, "A message for worker {WorkerId} (pid {Pid}) was dropped: its channel is full or closed", EventName = "MessageDropped")]
+    public static partial void MessageDropped(ILogger logger, int workerId, int pid);
+
+    [LoggerMessage(30, LogLevel.Information, "Listening on {EndPoint} (socket passed by systemd)", EventName = "AdoptedSocket")]
+    public static partial void AdoptedSocket(ILogger logger, string endPoint);
 }

@@ -68,6 +68,11 @@ internal sealed class WorkerInstance : IDisposable
             startInfo.ArgumentList.Add(argument);
         }
 
+        foreach (var variable in Hosting.SystemdNotifier.Variables)
+        {
+            startInfo.Environment.Remove(variable);
+        }
+
         var token = Convert.ToHexString(RandomNumberGenerator.GetBytes(32));
         startInfo.Environment[ClusterEnvironment.Channel] = channelPath;
         startInfo.Environment[ClusterEnvironment.Token] = token;

@@ -76,6 +76,29 @@ internal sealed class SupervisorChannel : IAsyncDisposable
         }
     }
 
+    // Set once by ClusterWorker's registration: where Message frames go.
+    public Action<ClusterMessage>? MessageReceived { get; set; }
+
+    public async ValueTask SendMessageAsync(int target, byte[] json, CancellationToken cancellationToken)
+    {
+        if (json.Length > FrameLimits.MaxMessageBytes)
+        {
+            throw new ArgumentException($"A cluster message can hold at most {FrameLimits.MaxMessageBytes} bytes of JSON; this one has {json.Length}.", nameof(json));
+        }
+
+        await EnsureConnectedAsync(cancellationToken).ConfigureAwait(false);
+        var frame = new byte[json.Length + 5];
+        var writer = new FrameWriter(frame, FrameType.Message);
+        writer.WriteInt32(target);
+        json.CopyTo(frame, writer.Position);
+        if (_closed)
+        {
+            throw SupervisorGone();
+        }
+
+        Send(frame);
+    }
+
     public void Register(ClusterConnectionListener listener) => _listeners[listener.ListenerId] = listener;
 
     public void Unbind(ClusterConnectionListener listener)
@@ -287,6 +310,20 @@ internal sealed class SupervisorChannel : IAsyncDisposable
                 if (_pendingBinds.TryRemove(requestId, out var completion))
                 {
                     completion.TrySetResult(new BindResult(listenerId, error, text));
+                }
+
+                break;
+            case FrameType.Message:
+                var sender = reader.ReadInt32();
+                var payload = frame[5..];
+                try
+                {
+                    using var document = System.Text.Json.JsonDocument.Parse(payload.ToArray());
+                    MessageReceived?.Invoke(new ClusterMessage(sender >= 0 ? sender : null, document.RootElement.Clone()));
+                }
+                catch (System.Text.Json.JsonException ex)
+                {
+                    ClusterTransportLog.BadMessage(_logger, ex.Message);
                 }
 
                 break;

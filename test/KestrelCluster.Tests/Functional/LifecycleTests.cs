@@ -67,7 +67,7 @@ public sealed class LifecycleTests(ITestOutputHelper output)
         using var client = Http.NewConnectionClient($"http://127.0.0.1:{cluster.Port}");
         var check = client.GetAsync("/check");
         // The request is in the worker's hands once a worker holds an open connection.
-        await WaitUntilAsync(async () => (await cluster.ListAsync()).Any(w => w.OpenConnections > 0), TimeSpan.FromSeconds(10));
+        await Wait.UntilAsync(async () => (await cluster.ListAsync()).Any(w => w.OpenConnections > 0), TimeSpan.FromSeconds(10));
 
         cluster.Signal(ProcessInfo.SIGTERM);
 
@@ -181,19 +181,5 @@ public sealed class LifecycleTests(ITestOutputHelper output)
         var folder = new TemporaryFolder();
         File.Copy(Path.Combine(TestPaths.SampleDirectory, "appsettings.json"), Path.Combine(folder.Path, "appsettings.json"));
         return folder;
-    }
-
-    private static async Task WaitUntilAsync(Func<Task<bool>> condition, TimeSpan timeout)
-    {
-        var deadline = DateTime.UtcNow + timeout;
-        while (!await condition())
-        {
-            if (DateTime.UtcNow > deadline)
-            {
-                throw new TimeoutException($"condition not met within {timeout.TotalSeconds} s");
-            }
-
-            await Task.Delay(100);
-        }
     }
 }
