@@ -17,15 +17,16 @@ internal sealed class FrameFuzzer(int seed)
     public Random Random => _random;
 
     /// <summary>What a worker might send after its hello: every worker→supervisor type and then some.</summary>
-    public byte[] NextWorkerFrame() => Mutate(_random.Next(8) switch
+    public byte[] NextWorkerFrame() => Mutate(_random.Next(9) switch
     {
+        8 => WithText(FrameType.Message, _random.Next(3) switch { 0 => MessageTargets.Supervisor, 1 => MessageTargets.OtherWorkers, _ => _random.Next() }, RandomText()),
         0 => Acks(),
         1 => WithText(FrameType.Bind, _random.Next(), RandomText()),
         2 => Int32Frame(FrameType.Status, _random.Next(4) == 0 ? _random.Next(int.MinValue, 0) : _random.Next(1000)),
         3 => [(byte)FrameType.Ready],
         4 => Int32Frame(FrameType.Unbind, _random.Next(4) == 0 ? _random.Next() : _random.Next(-2, 70)),
         5 => WithText(FrameType.Hello, _random.Next(), RandomText()),
-        6 => [(byte)_random.Next(11, 256)],
+        6 => [(byte)_random.Next(12, 256)],
         _ => Noise(_random.Next(0, 64)),
     });
 

@@ -101,9 +101,11 @@ public sealed partial class AccessTests(ITestOutputHelper output)
         Assert.True(exitCode == 0, stderr);
         CollectTokens();
 
-        var victim = cluster.LiveWorkerPids()[0];
+        var victim = cluster.ReadyWorkerPids()[0];
+        var readyLines = new Regex(@"Worker \d ready \(pid \d+, generation 2\)");
+        var readyBefore = cluster.Lines.Count(readyLines.IsMatch);
         ProcessInfo.Signal(victim, ProcessInfo.SIGKILL);
-        await cluster.WaitForLineAsync(new Regex(@"Worker \d ready \(pid (?!" + victim + @"\b)\d+, generation 2\)"), ClusterRun.StartTimeout, skip: 1);
+        await cluster.WaitForLineAsync(readyLines, ClusterRun.StartTimeout, skip: readyBefore);
         CollectTokens();
 
         // A peer presenting a live worker's (already claimed) token, and one with a token of the right shape.

@@ -82,5 +82,9 @@ public sealed class ChannelFullTests(ITestOutputHelper output)
         public void Closed(WorkerSession session, string reason, bool violation)
         {
         }
+
+        public void Message(WorkerSession session, int target, byte[] json)
+        {
+        }
     }
 }

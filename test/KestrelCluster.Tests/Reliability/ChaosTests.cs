@@ -32,7 +32,7 @@ public sealed partial class ChaosTests(ITestOutputHelper output)
         Assert.True(report.Load.Answered > 500, report.ToString());
         Assert.All(kills, k => Assert.False(ProcessInfo.IsAlive(k.Pid)));
         // Every slot came back.
-        await WaitUntilAsync(() => cluster.ReadyWorkerPids().Count == 2, ClusterRun.StartTimeout);
+        await Wait.UntilAsync(() => cluster.ReadyWorkerPids().Count == 2, ClusterRun.StartTimeout);
     }
 
     [Fact]
@@ -50,7 +50,7 @@ public sealed partial class ChaosTests(ITestOutputHelper output)
             // goes to the survivor, and neither the accept loop nor the control socket waits for the frozen one.
             const int Requests = 200;
             var requests = Enumerable.Range(0, Requests).Select(_ => Http.GetPidAsync(client)).ToList();
-            await WaitUntilAsync(() => requests.Count(r => r.IsCompletedSuccessfully) >= Requests - Dispatcher.DefaultWindow, TimeSpan.FromSeconds(60));
+            await Wait.UntilAsync(() => requests.Count(r => r.IsCompletedSuccessfully) >= Requests - Dispatcher.DefaultWindow, TimeSpan.FromSeconds(60));
             var list = await cluster.ListAsync();
 
             Assert.All(requests.Where(r => r.IsCompleted), r => Assert.Equal(survivor, r.Result));
@@ -98,19 +98,6 @@ public sealed partial class ChaosTests(ITestOutputHelper output)
         }
     }
 
-    private static async Task WaitUntilAsync(Func<bool> condition, TimeSpan timeout)
-    {
-        var deadline = DateTime.UtcNow + timeout;
-        while (!condition())
-        {
-            if (DateTime.UtcNow > deadline)
-            {
-                throw new TimeoutException($"condition not met within {timeout.TotalSeconds} s");
-            }
-
-            await Task.Delay(20);
-        }
-    }
 
     [GeneratedRegex(@"left (\d+) unacknowledged connections")]
     private static partial Regex RedispatchedPattern();

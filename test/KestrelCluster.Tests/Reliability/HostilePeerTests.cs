@@ -26,7 +26,7 @@ public sealed partial class HostilePeerTests(ITestOutputHelper output)
         // A first round loads the code (and assemblies, which the runtime keeps open) that refusals use.
         var warmUp = Cases(cluster, new FrameFuzzer(seed: 29), 100, 100);
         Assert.Equal(0, await SendAllAsync(warmUp, passed));
-        await WaitUntilAsync(() => RefusedCount(cluster) >= warmUp.Count, TimeSpan.FromSeconds(30));
+        await Wait.UntilAsync(() => RefusedCount(cluster) >= warmUp.Count, TimeSpan.FromSeconds(30));
         var idleFds = ProcessInfo.FdCount(cluster.Pid);
         var idleTargets = ProcessInfo.FdTargets(cluster.Pid);
         var refusedBefore = RefusedCount(cluster);
@@ -34,7 +34,7 @@ public sealed partial class HostilePeerTests(ITestOutputHelper output)
         var cases = Cases(cluster, new FrameFuzzer(seed: 23), ChannelPeers, ControlPeers);
         var notClosed = await SendAllAsync(cases, passed);
 
-        await WaitUntilAsync(() => RefusedCount(cluster) - refusedBefore >= cases.Count, TimeSpan.FromSeconds(30));
+        await Wait.UntilAsync(() => RefusedCount(cluster) - refusedBefore >= cases.Count, TimeSpan.FromSeconds(30));
         output.WriteLine($"{cases.Count} hostile peers ({ChannelPeers} channel, {ControlPeers} control), {RefusedCount(cluster) - refusedBefore} refusals logged; supervisor fds {idleFds} idle, {ProcessInfo.FdCount(cluster.Pid)} after");
         Assert.Equal(0, notClosed);
         Assert.False(cluster.HasExited);
@@ -43,7 +43,7 @@ public sealed partial class HostilePeerTests(ITestOutputHelper output)
         // Every fd a peer passed, and every peer socket, was closed again.
         try
         {
-            await WaitUntilAsync(() => ProcessInfo.FdCount(cluster.Pid) <= idleFds, TimeSpan.FromSeconds(30));
+            await Wait.UntilAsync(() => ProcessInfo.FdCount(cluster.Pid) <= idleFds, TimeSpan.FromSeconds(30));
         }
         catch (TimeoutException)
         {
@@ -106,19 +106,6 @@ public sealed partial class HostilePeerTests(ITestOutputHelper output)
 
     private static int RefusedCount(ClusterRun cluster) => cluster.Lines.Count(l => RefusedPattern().IsMatch(l));
 
-    private static async Task WaitUntilAsync(Func<bool> condition, TimeSpan timeout)
-    {
-        var deadline = DateTime.UtcNow + timeout;
-        while (!condition())
-        {
-            if (DateTime.UtcNow > deadline)
-            {
-                throw new TimeoutException($"condition not met within {timeout.TotalSeconds} s");
-            }
-
-            await Task.Delay(50);
-        }
-    }
 
     [GeneratedRegex(@"Refused a channel peer \(pid \d+, uid \d+\)")]
     private static partial Regex RefusedPattern();

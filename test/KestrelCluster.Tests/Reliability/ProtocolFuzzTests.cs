@@ -278,5 +278,12 @@ public sealed class ProtocolFuzzTests(ITestOutputHelper output)
         }
 
         public void Closed(WorkerSession session, string reason, bool violation) => Closing.TrySetResult((reason, violation));
+
+        // What the supervisor does with one: log it as text, or relay it to the other workers.
+        public void Message(WorkerSession session, int target, byte[] json)
+        {
+            _ = System.Text.Encoding.UTF8.GetString(json);
+            session.SendMessage(session.Id, json);
+        }
     }
 }

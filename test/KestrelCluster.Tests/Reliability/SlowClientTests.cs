@@ -36,7 +36,7 @@ public sealed class SlowClientTests(ITestOutputHelper output)
             }
 
             // Every one was handed to a worker (Kestrel counts it open) although none sent a byte.
-            await WaitUntilAsync(async () => (await cluster.ListAsync()).Sum(w => w.OpenConnections) >= IdleConnections, TimeSpan.FromSeconds(30));
+            await Wait.UntilAsync(async () => (await cluster.ListAsync()).Sum(w => w.OpenConnections) >= IdleConnections, TimeSpan.FromSeconds(30));
             var handedOff = acceptWatch.Elapsed;
             for (var i = 0; i < DribblingConnections; i++)
             {
@@ -117,19 +117,6 @@ public sealed class SlowClientTests(ITestOutputHelper output)
         return new Latency(samples[count / 2], samples[(int)Math.Ceiling(count * 0.99) - 1], samples[^1]);
     }
 
-    private static async Task WaitUntilAsync(Func<Task<bool>> condition, TimeSpan timeout)
-    {
-        var deadline = DateTime.UtcNow + timeout;
-        while (!await condition())
-        {
-            if (DateTime.UtcNow > deadline)
-            {
-                throw new TimeoutException($"condition not met within {timeout.TotalSeconds} s");
-            }
-
-            await Task.Delay(200);
-        }
-    }
 
     private sealed record Latency(double P50, double P99, double Max)
     {
