@@ -512,6 +512,19 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
         }
     }
 
+    // A reload or scale in progress when the cluster stops (or fails) will never finish: answer its waiters now.
+    private void AbandonPendingOperations(string reason)
+    {
+        var waiters = (_reload?.Waiters ?? []).Concat(_reloadAfterRecycle.Select(r => r.Waiter).OfType<TaskCompletionSource<ControlResponse>>()).Concat(_scaleWaiters.Select(s => s.Waiter)).ToList();
+        _reload = null;
+        _reloadAfterRecycle.Clear();
+        _scaleWaiters.Clear();
+        foreach (var waiter in waiters)
+        {
+            waiter.TrySetResult(ControlResponse.Failure(reason));
+        }
+    }
+
     private void BeginStop(string reason)
     {
         if (_stopPhase != StopPhase.None)
@@ -522,6 +535,7 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
         _stopping = true;
         _systemd?.Notify($"STOPPING=1\nSTATUS=stopping ({reason})");
         SupervisorLog.Stopping(_logger, reason, _options.KillTimeout.TotalSeconds);
+        AbandonPendingOperations($"the cluster is stopping ({reason})");
         _listeners.StopAccepting();
         _stopPhase = StopPhase.Settling;
         _stopPhaseStartedAt = Environment.TickCount64;
@@ -592,6 +606,7 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
         }
 
         _stopping = true;
+        AbandonPendingOperations($"the cluster failed: {message}");
 
         _dispatcher.Close();
         _listeners.StopAccepting();
