@@ -166,7 +166,7 @@ public class ClusterApplicationFactory<TEntryPoint> : IAsyncDisposable, IDisposa
             throw Failure(response.Message);
         }
 
-        return [.. (response.Workers ?? []).Select(w => new ClusterWorker(w.Id, w.Pid, w.Generation, Enum.Parse<ClusterWorkerState>(w.State, ignoreCase: true), w.Restarts))];
+        return [.. (response.Workers ?? []).Select(w => new ClusterWorker(w.Id, w.Pid, w.Generation, Enum.Parse<ClusterWorkerState>(w.State, ignoreCase: true), w.Restarts, w.OpenConnections))];
     }
 
     /// <summary>Waits until the cluster has its number of workers, all ready (e.g. after a worker was killed and restarted).</summary>

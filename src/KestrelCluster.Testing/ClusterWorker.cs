@@ -6,7 +6,8 @@ namespace KestrelCluster.Testing;
 /// <param name="Generation">1 at start, +1 on each rolling reload (<c>KESTREL_CLUSTER_GENERATION</c>).</param>
 /// <param name="State">Where the worker is in its life.</param>
 /// <param name="Restarts">How many times the supervisor restarted this slot after a crash.</param>
-public sealed record ClusterWorker(int Id, int Pid, int Generation, ClusterWorkerState State, int Restarts);
+/// <param name="OpenConnections">Connections the supervisor passed to this worker that are still open.</param>
+public sealed record ClusterWorker(int Id, int Pid, int Generation, ClusterWorkerState State, int Restarts, int OpenConnections);
 
 /// <summary>Where a worker is in its life.</summary>
 public enum ClusterWorkerState
