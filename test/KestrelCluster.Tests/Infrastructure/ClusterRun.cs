@@ -56,11 +56,13 @@ public sealed partial class ClusterRun : IAsyncDisposable
     public IReadOnlyList<int> WorkerPids => [.. _lines.Select(l => WorkerStartedPattern().Match(l)).Where(m => m.Success).Select(m => int.Parse(m.Groups[2].Value))];
 
     /// <summary>Starts `kestrel-cluster run [arguments]` serving the HelloCluster sample unless a command is given.</summary>
-    public static ClusterRun Start(ITestOutputHelper? output, IEnumerable<string> arguments, IDictionary<string, string>? environment = null, bool appendSampleCommand = true, string? workingDirectory = null)
+    public static ClusterRun Start(ITestOutputHelper? output, IEnumerable<string> arguments, IDictionary<string, string>? environment = null, bool appendSampleCommand = true, string? workingDirectory = null, IReadOnlyList<string>? supervisorCommand = null)
     {
         var runtimeRoot = TestPaths.NewTempDirectory();
         var name = "t" + Guid.NewGuid().ToString("N")[..8];
-        var startInfo = new ProcessStartInfo(TestPaths.Dotnet)
+        // Default: the tree's build of the supervisor; the packaging tests give the installed tool instead.
+        supervisorCommand ??= [TestPaths.Dotnet, TestPaths.SupervisorDll];
+        var startInfo = new ProcessStartInfo(supervisorCommand[0])
         {
             UseShellExecute = false,
             RedirectStandardOutput = true,
@@ -68,7 +70,11 @@ public sealed partial class ClusterRun : IAsyncDisposable
             RedirectStandardInput = true,
             WorkingDirectory = workingDirectory ?? TestPaths.SampleDirectory,
         };
-        startInfo.ArgumentList.Add(TestPaths.SupervisorDll);
+        foreach (var argument in supervisorCommand.Skip(1))
+        {
+            startInfo.ArgumentList.Add(argument);
+        }
+
         startInfo.ArgumentList.Add("run");
         startInfo.ArgumentList.Add("--name");
         startInfo.ArgumentList.Add(name);
