@@ -326,7 +326,7 @@ public class ClusterApplicationFactory<TEntryPoint> : IAsyncDisposable, IDisposa
         try
         {
             _host = await ClusterHost.StartAsync(options, _loggerFactory, _output.Writer, _output.Writer, CancellationToken.None, command, _runtimeRoot).ConfigureAwait(false);
-            ProcessSweeper.Register(_host.ChannelSocketPath);
+            ProcessSweeper.Register(_host.ChannelSocketPath, _runtimeRoot);
             await WaitForReadyCoreAsync(_host, cancellationToken).ConfigureAwait(false);
             var address = _host.ListenAddresses.FirstOrDefault() ?? throw Failure("the workers are ready but the cluster listens nowhere");
             _serverAddress = new Uri("http://" + address);

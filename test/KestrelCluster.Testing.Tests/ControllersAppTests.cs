@@ -16,8 +16,11 @@ public sealed class ControllersAppTests : IClassFixture<ControllersAppTests.Clus
         cluster.Output = output.WriteLine;
     }
 
-    /// <summary>The fixture: the app's settings and environment for its workers, given the factory's way.</summary>
-    public sealed class Cluster : ClusterApplicationFactory<Program>
+    /// <summary>
+    /// The fixture: the app's settings and environment for its workers, given the factory's way. As an xunit v2
+    /// IAsyncLifetime, the cluster is up before the first test: the base class's InitializeAsync implements it.
+    /// </summary>
+    public sealed class Cluster : ClusterApplicationFactory<Program>, IAsyncLifetime
     {
         public Cluster()
         {
@@ -25,6 +28,8 @@ public sealed class ControllersAppTests : IClassFixture<ControllersAppTests.Clus
             WithEnvironment("Staging");
             WithSetting("Greeting:Text", "hello from the factory");
         }
+
+        Task IAsyncLifetime.DisposeAsync() => DisposeAsync().AsTask();
     }
 
     [Fact]

@@ -8,20 +8,27 @@ namespace KestrelCluster.Testing.Internal;
 // them all by pid, whatever happened to the supervisor. Runs on disposal and when the test process exits.
 internal static class ProcessSweeper
 {
-    private static readonly ConcurrentDictionary<string, byte> s_live = new(StringComparer.Ordinal);
+    private static readonly ConcurrentDictionary<string, string> s_live = new(StringComparer.Ordinal);
     private static int s_hooked;
 
-    /// <summary>Kills the cluster's processes if the test process ends before the factory is disposed.</summary>
-    public static void Register(string channelPath)
+    /// <summary>Kills the cluster's processes, and removes its runtime folder, if the test process ends before the factory is disposed.</summary>
+    public static void Register(string channelPath, string runtimeRoot)
     {
-        s_live[channelPath] = 0;
+        s_live[channelPath] = runtimeRoot;
         if (Interlocked.Exchange(ref s_hooked, 1) == 0)
         {
             AppDomain.CurrentDomain.ProcessExit += (_, _) =>
             {
-                foreach (var path in s_live.Keys)
+                foreach (var (channelPath, runtimeRoot) in s_live)
                 {
-                    KillAll(path);
+                    KillAll(channelPath);
+                    try
+                    {
+                        Directory.Delete(runtimeRoot, recursive: true);
+                    }
+                    catch (IOException)
+                    {
+                    }
                 }
             };
         }

@@ -81,6 +81,14 @@ public sealed partial class PackageTests(PackedPackages packages, ITestOutputHel
         Assert.Equal(2, workers.Count);
         Assert.Contains(AnswerLine().Match(runOutput).Groups[1].Value, workers.Select(pid => $"Hello from {pid}"));
         Assert.All(workers, pid => Assert.False(ProcessInfo.IsAlive(pid), $"worker pid {pid} outlived the consumer"));
+
+        // The same program, ending without disposing its factory: the process-exit hook kills the workers.
+        var (leakExit, leakOutput) = await packages.RunAsync(TestPaths.Dotnet, [Path.Combine(project, "out", "PackageConsumer.dll"), "--no-dispose"], project, PackedPackages.CommandTimeout);
+        output.WriteLine(leakOutput);
+        Assert.Equal(0, leakExit);
+        var leaked = WorkersLine().Match(leakOutput).Groups[1].Value.Split(',', StringSplitOptions.RemoveEmptyEntries).Select(int.Parse).ToList();
+        Assert.Equal(2, leaked.Count);
+        Assert.All(leaked, pid => Assert.False(ProcessInfo.IsAlive(pid), $"worker pid {pid} outlived a test process that never disposed its factory"));
     }
 
     private void AssertEntries(string id, params string[] expected)
