@@ -84,6 +84,7 @@ internal static class Program
 
         try
         {
+            RunSettings.ApplyLayers(options, Environment.GetEnvironmentVariable, AppFolder(options));
             host = await ClusterHost.StartAsync(options, loggerFactory, Console.Out, Console.Error, stopping.Token).ConfigureAwait(false);
         }
         catch (CommandLineException ex)
@@ -107,7 +108,7 @@ internal static class Program
         ControlResponse response;
         try
         {
-            response = await ControlClient.SendAsync(verb.Name, new ControlRequest(verb.Verb, verb.Workers), timeout).ConfigureAwait(false);
+            response = await ControlClient.SendAsync(verb.Name, new ControlRequest(verb.Verb, verb.Workers, verb.Target, verb.Payload), timeout).ConfigureAwait(false);
         }
         catch (CommandLineException ex)
         {
@@ -125,14 +126,26 @@ internal static class Program
         }
         else if (verb.Json)
         {
-            Console.Out.WriteLine(JsonSerializer.Serialize(response.Workers ?? [], ControlJson.Default.IReadOnlyListWorkerRow));
+            Console.Out.WriteLine(JsonSerializer.Serialize(new ListOutput(response.Supervisor, response.Workers ?? []), ControlJson.Default.ListOutput));
         }
         else
         {
-            Console.Out.Write(WorkerTable.Format(response.Workers ?? []));
+            Console.Out.Write(WorkerTable.Format(response.Supervisor, response.Workers ?? []));
         }
 
         return 0;
+    }
+
+    // kestrel-cluster.json is read from the app's folder: the --project folder, else the current one.
+    private static string AppFolder(RunOptions options)
+    {
+        if (options.Project is null)
+        {
+            return Directory.GetCurrentDirectory();
+        }
+
+        var project = Path.GetFullPath(options.Project);
+        return Directory.Exists(project) ? project : Path.GetDirectoryName(project) ?? Directory.GetCurrentDirectory();
     }
 
     private static int Error(string message, int exitCode)

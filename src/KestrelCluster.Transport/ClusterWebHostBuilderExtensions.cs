@@ -29,10 +29,18 @@ public static class ClusterWebHostBuilderExtensions
 
             if (string.IsNullOrEmpty(Environment.GetEnvironmentVariable(ClusterEnvironment.Channel)))
             {
+                services.AddSingleton<IClusterWorker, StandaloneWorker>();
                 return;
             }
 
             services.AddSingleton<SupervisorChannel>();
+            services.AddSingleton<IClusterWorker>(provider =>
+            {
+                var channel = provider.GetRequiredService<SupervisorChannel>();
+                var worker = new ClusterWorker(channel, provider.GetRequiredService<Microsoft.Extensions.Hosting.IHostApplicationLifetime>());
+                channel.MessageReceived = worker.Deliver;
+                return worker;
+            });
             // AddSingleton, not TryAdd: Kestrel asks the last registered factory first, and UseSockets() is already there.
             services.AddSingleton<IConnectionListenerFactory, ClusterConnectionListenerFactory>();
             services.AddHostedService<ClusterReadinessService>();

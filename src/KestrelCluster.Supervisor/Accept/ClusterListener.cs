@@ -33,6 +33,13 @@ internal sealed class ClusterListener : IDisposable
 
     public string BoundText { get; }
 
+    /// <summary>A listening socket someone else bound (systemd socket activation).</summary>
+    public static ClusterListener Adopt(int id, Socket socket)
+    {
+        var bound = socket.LocalEndPoint!;
+        return new ClusterListener(id, EndpointText.Format(bound), bound, socket);
+    }
+
     public static ClusterListener Bind(int id, string requested, EndPoint endPoint)
     {
         Socket socket;

@@ -33,6 +33,19 @@ internal sealed class ListenerRegistry : IDisposable
         }
     }
 
+    /// <summary>Takes a listening socket passed in (socket activation): a worker asking for its address gets it.</summary>
+    public ClusterListener Adopt(System.Net.Sockets.Socket socket)
+    {
+        lock (_lock)
+        {
+            var listener = ClusterListener.Adopt(_listeners.Count, socket);
+            _listeners.Add(listener);
+            _byRequest[listener.Requested] = listener;
+            listener.Start(_onAccepted, _onAcceptError);
+            return listener;
+        }
+    }
+
     public BindOutcome GetOrBind(string requested, out bool created)
     {
         created = false;

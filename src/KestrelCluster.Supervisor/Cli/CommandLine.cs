@@ -11,7 +11,7 @@ internal sealed record VersionCommand : ParsedCommand;
 internal sealed record RunCommand(RunOptions Options) : ParsedCommand;
 
 // list, reload, scale, stop: sent to a running cluster over its control socket.
-internal sealed record ControlVerb(string Verb, string? Name, int? Workers = null, bool Json = false) : ParsedCommand;
+internal sealed record ControlVerb(string Verb, string? Name, int? Workers = null, bool Json = false, string? Target = null, string? Payload = null) : ParsedCommand;
 
 // Parses the kestrel-cluster command line. Every mistake is one CommandLineException with a message
 // that names the offending word, so the user sees a single clear line.
@@ -34,12 +34,20 @@ internal static class CommandLine
           --balance <mode>        round-robin (default)
           --kill-timeout <s>      drain time before a worker is killed (default 30)
           --ready-timeout <s>     time a new worker has to become ready (default 30)
+          --heartbeat-timeout <s> replace a worker silent this long, e.g. a starved thread pool (default 30; 0: off)
+          --max-memory <size>     replace a worker whose memory passes this, e.g. 512M (new one ready first)
+          --admin-urls <urls>     serve /healthz, /readyz and /metrics here, e.g. http://127.0.0.1:9090
+
+          Each option can also come from KESTREL_CLUSTER_<OPTION> (e.g. KESTREL_CLUSTER_KILL_TIMEOUT=10)
+          or from kestrel-cluster.json next to the app ({ "workers": 4, "killTimeout": 10 }); the command
+          line wins, then the environment, then the file.
 
           list   [-n name] [--json]   one row per worker: id, pid, generation, state, uptime, restarts,
                                       open and total connections
           reload [-n name]            rolling, zero-downtime: each worker replaced once its successor is ready
           scale  <N> [-n name]        run N workers (scaling down drains the extra ones)
           stop   [-n name]            drain every worker and exit
+          send   <id|all> <json> [-n name]  deliver a JSON message to one worker or all (IClusterWorker)
                                       (-n may be left out while only one cluster runs)
 
           -h, --help              show this help
@@ -60,7 +68,7 @@ internal static class CommandLine
             "-h" or "--help" or "help" => new HelpCommand(Usage),
             "--version" => new VersionCommand(),
             "run" => ParseRun(args.Skip(1).ToList()),
-            "list" or "reload" or "scale" or "stop" => ParseControl(args[0], args.Skip(1).ToList()),
+            "list" or "reload" or "scale" or "stop" or "send" => ParseControl(args[0], args.Skip(1).ToList()),
             var other when other.StartsWith('-') => throw new CommandLineException($"unknown option '{other}'. Try 'kestrel-cluster --help'."),
             var other => throw new CommandLineException($"unknown command '{other}'. Try 'kestrel-cluster --help'."),
         };
@@ -107,36 +115,27 @@ internal static class CommandLine
                 return args[++i];
             }
 
-            switch (name)
+            if (name is "-h" or "--help")
             {
-                case "-h" or "--help":
-                    return new HelpCommand(Usage);
-                case "-w" or "--workers":
-                    options.Workers = ParseWorkers(Value());
-                    break;
-                case "-n" or "--name":
-                    options.Name = ParseName(Value());
-                    break;
-                case "--urls":
-                    options.Urls = ParseUrls(Value());
-                    break;
-                case "--project":
-                    options.Project = NonEmpty(name, Value());
-                    break;
-                case "--balance":
-                    options.Balance = ParseBalance(Value());
-                    break;
-                case "--kill-timeout":
-                    options.KillTimeout = ParseSeconds(name, Value(), allowZero: true);
-                    break;
-                case "--ready-timeout":
-                    options.ReadyTimeout = ParseSeconds(name, Value(), allowZero: false);
-                    break;
-                default:
-                    throw arg.StartsWith('-')
-                        ? new CommandLineException($"unknown option '{arg}' for 'run'. Try 'kestrel-cluster run --help'.")
-                        : new CommandLineException($"unexpected argument '{arg}'. To give the app's command, put it after '--'.");
+                return new HelpCommand(Usage);
             }
+
+            var setting = RunSettings.FindOption(name);
+            if (setting is null)
+            {
+                throw arg.StartsWith('-')
+                    ? new CommandLineException($"unknown option '{arg}' for 'run'. Try 'kestrel-cluster run --help'.")
+                    : new CommandLineException($"unexpected argument '{arg}'. To give the app's command, put it after '--'.");
+            }
+
+            var value = Value();
+            if (setting.Option == "project" && value.Length == 0)
+            {
+                throw new CommandLineException($"option '{name}' needs a value.");
+            }
+
+            setting.Apply(options, value);
+            options.ExplicitSettings.Add(setting.Option);
         }
 
         if (options.Project is not null && options.Command.Count > 0)
@@ -152,6 +151,7 @@ internal static class CommandLine
         string? name = null;
         int? workers = null;
         var json = false;
+        var positional = new List<string>();
         for (var i = 0; i < args.Count; i++)
         {
             var arg = args[i];
@@ -172,6 +172,13 @@ internal static class CommandLine
                         break;
                     }
 
+                    // send <id|all> <json>: the JSON may well start with '-' (a number) or '[': take two positionals.
+                    if (verb == "send" && positional.Count < 2 && (positional.Count == 1 || !arg.StartsWith('-')))
+                    {
+                        positional.Add(arg);
+                        break;
+                    }
+
                     throw arg.StartsWith('-')
                         ? new CommandLineException($"unknown option '{arg}' for '{verb}'. Try 'kestrel-cluster --help'.")
                         : new CommandLineException($"unexpected argument '{arg}' for '{verb}'.");
@@ -181,6 +188,30 @@ internal static class CommandLine
         if (verb == "scale" && workers is null)
         {
             throw new CommandLineException("scale needs the number of workers, e.g. 'kestrel-cluster scale 4'.");
+        }
+
+        if (verb == "send")
+        {
+            if (positional.Count < 2)
+            {
+                throw new CommandLineException("send needs a target and a JSON message, e.g. kestrel-cluster send all '{\"invalidate\":\"*\"}'.");
+            }
+
+            if (positional[0] != "all" && !int.TryParse(positional[0], NumberStyles.None, CultureInfo.InvariantCulture, out _))
+            {
+                throw new CommandLineException($"send: the target must be a worker id or 'all'; got '{positional[0]}'.");
+            }
+
+            try
+            {
+                using var document = System.Text.Json.JsonDocument.Parse(positional[1]);
+            }
+            catch (System.Text.Json.JsonException ex)
+            {
+                throw new CommandLineException($"send: the message is not valid JSON ({ex.Message}).");
+            }
+
+            return new ControlVerb(verb, name, Target: positional[0], Payload: positional[1]);
         }
 
         return new ControlVerb(verb, name, workers, json);
@@ -223,31 +254,29 @@ internal static class CommandLine
         return value;
     }
 
-    private static string ParseUrls(string value)
+    internal static string ParseUrls(string value, string name)
     {
         var urls = value.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
         if (urls.Length == 0)
         {
-            throw new CommandLineException("--urls needs at least one URL, e.g. http://127.0.0.1:5000.");
+            throw new CommandLineException($"{name} needs at least one URL, e.g. http://127.0.0.1:5000.");
         }
 
         foreach (var url in urls)
         {
             if (!url.StartsWith("http://", StringComparison.OrdinalIgnoreCase) && !url.StartsWith("https://", StringComparison.OrdinalIgnoreCase))
             {
-                throw new CommandLineException($"--urls: '{url}' is not an http:// or https:// URL.");
+                throw new CommandLineException($"{name}: '{url}' is not an http:// or https:// URL.");
             }
         }
 
         return string.Join(';', urls);
     }
 
-    private static BalanceMode ParseBalance(string value) => value switch
+    internal static BalanceMode ParseBalance(string value) => value switch
     {
         "round-robin" => BalanceMode.RoundRobin,
         _ => throw new CommandLineException($"--balance must be 'round-robin'; got '{value}'."),
     };
 
-    private static string NonEmpty(string name, string value)
-        => value.Length > 0 ? value : throw new CommandLineException($"option '{name}' needs a value.");
 }

@@ -4,6 +4,7 @@ internal sealed class RunOptions
 {
     public const int DefaultKillTimeoutSeconds = 30;
     public const int DefaultReadyTimeoutSeconds = 30;
+    public const int DefaultHeartbeatTimeoutSeconds = 30;
 
     public int Workers { get; set; } = Environment.ProcessorCount;
 
@@ -20,4 +21,13 @@ internal sealed class RunOptions
     public TimeSpan KillTimeout { get; set; } = TimeSpan.FromSeconds(DefaultKillTimeoutSeconds);
 
     public TimeSpan ReadyTimeout { get; set; } = TimeSpan.FromSeconds(DefaultReadyTimeoutSeconds);
+
+    public TimeSpan HeartbeatTimeout { get; set; } = TimeSpan.FromSeconds(DefaultHeartbeatTimeoutSeconds);
+
+    public long? MaxMemoryBytes { get; set; }
+
+    public string? AdminUrls { get; set; }
+
+    // Settings given on the command line: the environment and kestrel-cluster.json do not override them.
+    public HashSet<string> ExplicitSettings { get; } = new(StringComparer.Ordinal);
 }

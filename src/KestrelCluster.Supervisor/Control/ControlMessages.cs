@@ -4,11 +4,11 @@ using System.Text.Json.Serialization;
 namespace KestrelCluster.Supervisor.Control;
 
 // The control socket's protocol: one JSON request per connection, one JSON response (SOCK_SEQPACKET messages).
-internal sealed record ControlRequest(string Command, int? Workers = null);
+internal sealed record ControlRequest(string Command, int? Workers = null, string? Target = null, string? Payload = null);
 
-internal sealed record ControlResponse(bool Ok, string Message, IReadOnlyList<WorkerRow>? Workers = null)
+internal sealed record ControlResponse(bool Ok, string Message, IReadOnlyList<WorkerRow>? Workers = null, SupervisorRow? Supervisor = null)
 {
-    public static ControlResponse Success(string message, IReadOnlyList<WorkerRow>? workers = null) => new(true, message, workers);
+    public static ControlResponse Success(string message, IReadOnlyList<WorkerRow>? workers = null, SupervisorRow? supervisor = null) => new(true, message, workers, supervisor);
 
     public static ControlResponse Failure(string message) => new(false, message);
 }
@@ -21,12 +21,20 @@ internal sealed record WorkerRow(
     double UptimeSeconds,
     int Restarts,
     int OpenConnections,
-    long TotalConnections);
+    long TotalConnections,
+    double CpuPercent,
+    long MemoryBytes);
+
+internal sealed record SupervisorRow(int Pid, double UptimeSeconds, double CpuPercent, long MemoryBytes, int Generation, string Balance);
+
+// `list --json`: the supervisor's own row and one row per worker.
+internal sealed record ListOutput(SupervisorRow? Supervisor, IReadOnlyList<WorkerRow> Workers);
 
 [JsonSourceGenerationOptions(JsonSerializerDefaults.Web, WriteIndented = false, UseStringEnumConverter = true)]
 [JsonSerializable(typeof(ControlRequest))]
 [JsonSerializable(typeof(ControlResponse))]
 [JsonSerializable(typeof(IReadOnlyList<WorkerRow>))]
+[JsonSerializable(typeof(ListOutput))]
 internal sealed partial class ControlJson : JsonSerializerContext;
 
 internal static class ControlCommands
@@ -35,4 +43,5 @@ internal static class ControlCommands
     public const string Reload = "reload";
     public const string Scale = "scale";
     public const string Stop = "stop";
+    public const string Send = "send";
 }

@@ -1,7 +1,8 @@
 namespace KestrelCluster.Supervisor.Distribution;
 
 // A passed connection the supervisor still owns: its fd stays open here until the worker acknowledges it.
-internal readonly record struct Handoff(int Fd, int ListenerId, long AcceptedAt);
+// AcceptedAt is the dispatcher's clock (ms, for expiry); Timestamp is Stopwatch ticks (for handoff latency).
+internal readonly record struct Handoff(int Fd, int ListenerId, long AcceptedAt, long Timestamp = 0);
 
 // What the dispatcher needs of a worker. All fields are guarded by the dispatcher's lock.
 internal abstract class DispatchTarget

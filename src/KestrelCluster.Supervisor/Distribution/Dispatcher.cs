@@ -32,6 +32,16 @@ internal sealed class Dispatcher
 
     public long Redispatched { get; private set; }
 
+    // Totals for metrics (read without the lock: a torn read of a counter is harmless on 64-bit).
+    public long Accepted { get; private set; }
+
+    public long Refused { get; private set; }
+
+    public long Dispatched { get; private set; }
+
+    /// <summary>Called (under the lock, keep it cheap) when a worker accepts a connection: the accept's Stopwatch timestamp.</summary>
+    public Action<long>? HandoffCompleted { get; set; }
+
     public long Expired { get; private set; }
 
     public int WaitingCount
@@ -82,7 +92,7 @@ internal sealed class Dispatcher
                 return;
             }
 
-            var handoff = new Handoff(fd, listenerId, _clock());
+            var handoff = new Handoff(fd, listenerId, _clock(), System.Diagnostics.Stopwatch.GetTimestamp());
             if (_waiting.Count > 0 || !TrySendLocked(handoff))
             {
                 _waiting.AddLast(handoff);
@@ -162,10 +172,13 @@ internal sealed class Dispatcher
             if (accepted)
             {
                 target.Accepted++;
+                Accepted++;
                 Libc.Close(handoff.Fd);
+                HandoffCompleted?.Invoke(handoff.Timestamp);
             }
             else
             {
+                Refused++;
                 // It goes to another worker: the refuser comes last, since it may still look bound here
                 // (the transport can refuse before its Unbind frame arrives) and would only refuse again.
                 Redispatched++;
@@ -285,6 +298,7 @@ internal sealed class Dispatcher
 
             target.Unacked[sequence] = handoff;
             target.Dispatched++;
+            Dispatched++;
             _next = (index + 1) % count;
             return true;
         }

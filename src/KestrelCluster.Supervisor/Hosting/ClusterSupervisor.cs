@@ -2,6 +2,7 @@ using System.Threading.Channels;
 using KestrelCluster.Interop;
 using KestrelCluster.Protocol;
 using KestrelCluster.Supervisor.Accept;
+using KestrelCluster.Supervisor.Admin;
 using KestrelCluster.Supervisor.Cli;
 using KestrelCluster.Supervisor.Control;
 using KestrelCluster.Supervisor.Distribution;
@@ -40,16 +41,29 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
     private readonly List<TaskCompletionSource<ControlResponse>> _stopWaiters = [];
     private readonly List<(TaskCompletionSource<ControlResponse> Waiter, long Deadline)> _scaleWaiters = [];
     private ReloadOperation? _reload;
+    private readonly ClusterMetrics _metrics;
+    private readonly ILoggerFactory? _loggerFactory;
+    private AdminServer? _admin;
+    private readonly SystemdNotifier? _systemd = SystemdNotifier.FromEnvironment();
+    private long _lastWatchdogAt;
+    // Read by the admin endpoint's threads.
+    private volatile bool _stopping;
+    private readonly List<(TaskCompletionSource<ControlResponse>? Waiter, string Source)> _reloadAfterRecycle = [];
     private readonly List<WorkerInstance> _instances = [];
     private readonly Lock _admissionLock = new();
     private readonly List<WorkerInstance> _awaitingAdmission = [];
     private StopPhase _stopPhase;
     private long _stopPhaseStartedAt;
     private int _exitCode;
+    private readonly long _startedAt = Environment.TickCount64;
+    private long _lastSampleAt;
+    private TimeSpan _selfCpu;
+    private long _selfSampledAt;
     private bool _announcedAllReady;
 
-    public ClusterSupervisor(RunOptions options, WorkerCommand command, RuntimeDirectory runtimeDirectory, ILogger logger, TextWriter workerOutput, TextWriter errorOutput)
+    public ClusterSupervisor(RunOptions options, WorkerCommand command, RuntimeDirectory runtimeDirectory, ILogger logger, TextWriter workerOutput, TextWriter errorOutput, ILoggerFactory? loggerFactory = null)
     {
+        _loggerFactory = loggerFactory;
         _options = options;
         _command = command;
         _runtimeDirectory = runtimeDirectory;
@@ -57,7 +71,14 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
         _workerOutput = workerOutput;
         _errorOutput = errorOutput;
         _dispatcher = new Dispatcher(maxWait: options.ReadyTimeout);
-        _listeners = new ListenerRegistry((fd, listener) => _dispatcher.Dispatch(fd, listener.Id), OnAcceptError);
+        _metrics = new ClusterMetrics(_dispatcher);
+        _listeners = new ListenerRegistry(
+            (fd, listener) =>
+            {
+                _metrics.ConnectionAccepted();
+                _dispatcher.Dispatch(fd, listener.Id);
+            },
+            OnAcceptError);
         _slots = Enumerable.Range(0, options.Workers).Select(i => new WorkerSlot(i, Generation)).ToList();
         _channelServer = new ChannelServer(runtimeDirectory.ChannelSocketPath, ClaimToken, OnAdmitted, OnRefused);
         _controlServer = new ControlServer(runtimeDirectory.ControlSocketPath, ExecuteAsync, OnRefused);
@@ -76,6 +97,25 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
     {
         _channelServer.Start();
         _controlServer.Start();
+        foreach (var socket in SystemdSockets.Take())
+        {
+            SupervisorLog.AdoptedSocket(_logger, _listeners.Adopt(socket).BoundText);
+        }
+
+        if (_options.AdminUrls is { } adminUrls)
+        {
+            try
+            {
+                _admin = await AdminServer.StartAsync(adminUrls, IsReady, () => _metrics.ToPrometheusText(Generation), _loggerFactory ?? Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance, cancellationToken).ConfigureAwait(false);
+                SupervisorLog.AdminListening(_logger, string.Join(", ", _admin.Addresses));
+            }
+            catch (Exception ex) when (ex is IOException or InvalidOperationException or System.Net.Sockets.SocketException or FormatException or UriFormatException)
+            {
+                _errorOutput.WriteLine($"kestrel-cluster: error: cannot serve --admin-urls {adminUrls}: {ex.Message}");
+                return 1;
+            }
+        }
+
         SupervisorLog.Starting(_logger, _slots.Count, _command.AppName, _command.ToString());
         foreach (var slot in _slots)
         {
@@ -98,7 +138,16 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
 
         await foreach (var @event in _events.Reader.ReadAllAsync(CancellationToken.None).ConfigureAwait(false))
         {
-            Handle(@event);
+            try
+            {
+                Handle(@event);
+            }
+            catch (Exception ex) when (ex is not OutOfMemoryException)
+            {
+                // A bug in one event's handling must not take every worker down with the supervisor.
+                SupervisorLog.EventFailed(_logger, @event.GetType().Name, ex);
+            }
+
             if (_stopPhase == StopPhase.Done)
             {
                 break;
@@ -113,6 +162,11 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
         }
 
         await _controlServer.FlushAsync(TimeSpan.FromSeconds(2)).ConfigureAwait(false);
+        if (_admin is not null)
+        {
+            await _admin.DisposeAsync().ConfigureAwait(false);
+        }
+
         return _exitCode;
     }
 
@@ -143,6 +197,9 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
                 break;
             case ControlCommand command:
                 OnControlCommand(command);
+                break;
+            case WorkerMessage message:
+                OnWorkerMessage(message);
                 break;
         }
     }
@@ -227,6 +284,7 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
         {
             _announcedAllReady = true;
             SupervisorLog.AllReady(_logger, _slots.Count);
+            _systemd?.Notify($"READY=1\nSTATUS={_slots.Count} workers ready");
         }
 
         CompleteScaleWaiters();
@@ -299,6 +357,7 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
         var uptime = TimeSpan.FromMilliseconds(Environment.TickCount64 - instance.StartedAt);
         slot.ConsecutiveCrashes = uptime >= StableUptime ? 1 : slot.ConsecutiveCrashes + 1;
         slot.Restarts++;
+        _metrics.WorkerRestarted();
         var delay = BackoffFor(slot.ConsecutiveCrashes);
         SupervisorLog.WorkerRestarting(_logger, slot.Id, (long)delay.TotalMilliseconds);
         if (delay == TimeSpan.Zero)
@@ -323,9 +382,19 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
         return TimeSpan.FromMilliseconds(Math.Min(FirstBackoff.TotalMilliseconds * factor, MaxBackoff.TotalMilliseconds));
     }
 
+    private bool IsReady() => !_stopping && _dispatcher.ReadyTargets().Count > 0;
+
     private void OnTick()
     {
         var now = Environment.TickCount64;
+        // Pinged from the loop itself: a supervisor whose loop hangs stops pinging and systemd restarts it.
+        if (_systemd?.WatchdogInterval is { } interval && now - _lastWatchdogAt >= interval.TotalMilliseconds)
+        {
+            _lastWatchdogAt = now;
+            _systemd.Notify("WATCHDOG=1");
+        }
+
+        _metrics.Publish(_instances.Select(i => new WorkerMetrics(i.SlotId, i.Pid, i.Generation, i.State.ToString().ToLowerInvariant(), i.Session?.OpenConnections ?? 0, i.Session?.Accepted ?? 0, SlotOf(i)?.Restarts ?? 0)).ToList());
         var expired = _dispatcher.ExpireWaiting();
         if (expired > 0)
         {
@@ -340,6 +409,12 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
                 {
                     StartWorker(slot);
                 }
+            }
+
+            if (now - _lastSampleAt >= 1000)
+            {
+                _lastSampleAt = now;
+                WatchWorkers(now);
             }
 
             for (var i = _scaleWaiters.Count - 1; i >= 0; i--)
@@ -409,6 +484,39 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
         }
     }
 
+    // Once a second: resources for `list`, hung workers (no Status frame for --heartbeat-timeout), and
+    // workers above --max-memory, which are replaced through the reload path (successor ready first).
+    private void WatchWorkers(long now)
+    {
+        foreach (var instance in _instances.ToList())
+        {
+            instance.SampleResources(now);
+            if (instance.State != WorkerState.Ready || instance.Session is not { } session)
+            {
+                continue;
+            }
+
+            if (_options.HeartbeatTimeout > TimeSpan.Zero && now - session.LastStatusAt > _options.HeartbeatTimeout.TotalMilliseconds)
+            {
+                SupervisorLog.WorkerHung(_logger, instance.SlotId, instance.Pid, _options.HeartbeatTimeout.TotalSeconds);
+                // Its connections go elsewhere from now on; what it holds unacknowledged is re-dispatched on exit.
+                _dispatcher.StopDispatching(session);
+                instance.State = WorkerState.Draining;
+                instance.DrainStartedAt = now;
+                instance.StopSent = true;
+                instance.Kill();
+                continue;
+            }
+
+            if (_options.MaxMemoryBytes is { } limit && instance.MemoryBytes > limit && _reload is null && SlotOf(instance) is { } slot && slot.Current == instance)
+            {
+                SupervisorLog.WorkerOverMemory(_logger, instance.SlotId, instance.Pid, instance.MemoryBytes >> 20, limit >> 20);
+                _reload = new ReloadOperation(slot.Generation, slot.Generation, new Queue<WorkerSlot>([slot])) { IsRecycle = true };
+                ContinueReload();
+            }
+        }
+    }
+
     private void BeginStop(string reason)
     {
         if (_stopPhase != StopPhase.None)
@@ -416,6 +524,8 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
             return;
         }
 
+        _stopping = true;
+        _systemd?.Notify($"STOPPING=1\nSTATUS=stopping ({reason})");
         SupervisorLog.Stopping(_logger, reason, _options.KillTimeout.TotalSeconds);
         _listeners.StopAccepting();
         _stopPhase = StopPhase.Settling;
@@ -486,6 +596,8 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
             _exitCode = 1;
         }
 
+        _stopping = true;
+
         _dispatcher.Close();
         _listeners.StopAccepting();
         foreach (var instance in _instances.ToList())
@@ -534,7 +646,7 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
         switch (request.Command)
         {
             case ControlCommands.List:
-                waiter?.TrySetResult(ControlResponse.Success($"{_slots.Count} workers, generation {Generation}", ListWorkers()));
+                waiter?.TrySetResult(ControlResponse.Success($"{_slots.Count} workers, generation {Generation}", ListWorkers(), DescribeSupervisor()));
                 break;
             case ControlCommands.Stop:
                 if (waiter is not null)
@@ -549,6 +661,9 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
                 break;
             case ControlCommands.Scale when request.Workers is >= 1 and <= CommandLine.MaxWorkers:
                 Scale(request.Workers.Value, waiter);
+                break;
+            case ControlCommands.Send:
+                waiter?.TrySetResult(SendFromCli(request));
                 break;
             case ControlCommands.Scale:
                 waiter?.TrySetResult(ControlResponse.Failure($"scale needs a number of workers from 1 to {CommandLine.MaxWorkers}"));
@@ -572,12 +687,31 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
                 Math.Round((now - i.StartedAt) / 1000.0, 1),
                 SlotOf(i)?.Restarts ?? 0,
                 i.Session?.OpenConnections ?? 0,
-                i.Session?.Accepted ?? 0))
+                i.Session?.Accepted ?? 0,
+                i.CpuPercent,
+                i.MemoryBytes))
             .ToList();
+    }
+
+    private SupervisorRow DescribeSupervisor()
+    {
+        using var self = System.Diagnostics.Process.GetCurrentProcess();
+        var now = Environment.TickCount64;
+        var cpu = self.TotalProcessorTime;
+        var percent = _selfSampledAt != 0 && now > _selfSampledAt ? (cpu - _selfCpu).TotalMilliseconds * 100 / (now - _selfSampledAt) : 0;
+        (_selfCpu, _selfSampledAt) = (cpu, now);
+        return new SupervisorRow(Environment.ProcessId, Math.Round((now - _startedAt) / 1000.0, 1), Math.Round(percent, 1), self.WorkingSet64, Generation, _options.Balance.ToString());
     }
 
     private void StartReload(TaskCompletionSource<ControlResponse>? waiter, string source)
     {
+        if (_reload is { IsRecycle: true })
+        {
+            // A memory recycle is replacing one worker; the reload follows as soon as it is done.
+            _reloadAfterRecycle.Add((waiter, source));
+            return;
+        }
+
         if (_reload is not null)
         {
             if (waiter is not null)
@@ -591,6 +725,7 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
         var from = Generation;
         Generation++;
         SupervisorLog.ReloadStarting(_logger, source, from, Generation);
+        _systemd?.Notify($"RELOADING=1\nMONOTONIC_USEC={System.Diagnostics.Stopwatch.GetTimestamp() * 1_000_000 / System.Diagnostics.Stopwatch.Frequency}\nSTATUS=reloading to generation {Generation}");
         _reload = new ReloadOperation(from, Generation, new Queue<WorkerSlot>(_slots.Where(s => !s.Retiring)));
         if (waiter is not null)
         {
@@ -617,10 +752,35 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
         }
 
         _reload = null;
-        SupervisorLog.ReloadCompleted(_logger, reload.ToGeneration, _slots.Count);
-        foreach (var waiter in reload.Waiters)
+        if (reload.IsRecycle)
         {
-            waiter.TrySetResult(ControlResponse.Success($"reloaded {_slots.Count} workers to generation {reload.ToGeneration}", ListWorkers()));
+            SupervisorLog.WorkerRecycled(_logger, reload.ToGeneration);
+        }
+        else
+        {
+            SupervisorLog.ReloadCompleted(_logger, reload.ToGeneration, _slots.Count);
+            _systemd?.Notify($"READY=1\nSTATUS={_slots.Count} workers ready, generation {reload.ToGeneration}");
+            foreach (var waiter in reload.Waiters)
+            {
+                waiter.TrySetResult(ControlResponse.Success($"reloaded {_slots.Count} workers to generation {reload.ToGeneration}", ListWorkers()));
+            }
+        }
+
+        StartQueuedReload();
+    }
+
+    private void StartQueuedReload()
+    {
+        if (_reloadAfterRecycle.Count == 0 || _stopPhase != StopPhase.None)
+        {
+            return;
+        }
+
+        var queued = _reloadAfterRecycle.ToList();
+        _reloadAfterRecycle.Clear();
+        foreach (var (waiter, source) in queued)
+        {
+            StartReload(waiter, source);
         }
     }
 
@@ -629,9 +789,18 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
         var reload = _reload!;
         _reload = null;
         reason = reload.FailureReason ?? reason;
+        if (reload.IsRecycle)
+        {
+            // The worker over its memory limit keeps serving; the next sample tries again.
+            SupervisorLog.RecycleFailed(_logger, reason);
+            StartQueuedReload();
+            return;
+        }
+
         // Slots not yet replaced keep serving the old generation; that is what restarts use too.
         Generation = reload.FromGeneration;
         SupervisorLog.ReloadFailed(_logger, reason, reload.FromGeneration);
+        _systemd?.Notify($"READY=1\nSTATUS=reload failed; generation {reload.FromGeneration} serving");
         foreach (var waiter in reload.Waiters)
         {
             waiter.TrySetResult(ControlResponse.Failure($"reload failed: {reason}; the workers of generation {reload.FromGeneration} keep serving"));
@@ -762,6 +931,80 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
 
     void IWorkerSessionHandler.Ready(WorkerSession session) => Post(new WorkerBecameReady(session));
 
+    void IWorkerSessionHandler.Message(WorkerSession session, int target, byte[] json) => Post(new WorkerMessage(session, target, json));
+
+    private void OnWorkerMessage(WorkerMessage message)
+    {
+        var sender = message.Session.Instance;
+        if (message.Target == MessageTargets.Supervisor)
+        {
+            SupervisorLog.MessageFromWorker(_logger, sender.SlotId, sender.Pid, System.Text.Encoding.UTF8.GetString(message.Json));
+            return;
+        }
+
+        Deliver(_instances.Where(i => i != sender), sender.SlotId, message.Json);
+    }
+
+    // Sends without waiting: a worker whose channel is full (frozen, or not reading) misses the message
+    // rather than stalling the supervisor.
+    private int Deliver(IEnumerable<WorkerInstance> recipients, int sender, byte[] json)
+    {
+        var delivered = 0;
+        foreach (var instance in recipients.ToList())
+        {
+            if (instance.Session is not { } session || instance.State == WorkerState.Exited)
+            {
+                continue;
+            }
+
+            if (session.SendMessage(sender, json))
+            {
+                delivered++;
+            }
+            else
+            {
+                SupervisorLog.MessageDropped(_logger, instance.SlotId, instance.Pid);
+            }
+        }
+
+        return delivered;
+    }
+
+    private ControlResponse SendFromCli(ControlRequest request)
+    {
+        if (request.Payload is null || request.Target is null)
+        {
+            return ControlResponse.Failure("send needs a target (a worker id or 'all') and a JSON message");
+        }
+
+        byte[] json;
+        try
+        {
+            using var document = System.Text.Json.JsonDocument.Parse(request.Payload);
+            json = System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(document.RootElement);
+        }
+        catch (System.Text.Json.JsonException ex)
+        {
+            return ControlResponse.Failure($"the message is not valid JSON: {ex.Message}");
+        }
+
+        var live = _slots.Where(s => s.Current is { State: WorkerState.Ready or WorkerState.Starting }).Select(s => s.Current!).ToList();
+        if (request.Target != "all")
+        {
+            if (!int.TryParse(request.Target, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var id) || live.All(i => i.SlotId != id))
+            {
+                return ControlResponse.Failure($"no worker {request.Target} (workers: {string.Join(", ", live.Select(i => i.SlotId).Order())})");
+            }
+
+            live = live.Where(i => i.SlotId == id).ToList();
+        }
+
+        var delivered = Deliver(live, MessageTargets.Supervisor, json);
+        return delivered == live.Count
+            ? ControlResponse.Success($"sent to {delivered} worker{(delivered == 1 ? "" : "s")}")
+            : ControlResponse.Failure($"sent to {delivered} of {live.Count} workers; the others were not reachable");
+    }
+
     void IWorkerSessionHandler.Closed(WorkerSession session, string reason, bool violation)
     {
         if (violation)
@@ -785,6 +1028,8 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
 
     public void Dispose()
     {
+        _systemd?.Dispose();
+        _metrics.Dispose();
         _controlServer.Dispose();
         _channelServer.Dispose();
         _listeners.Dispose();
@@ -825,6 +1070,8 @@ internal sealed record StopRequested(string Reason) : SupervisorEvent;
 
 internal sealed record FatalError(string Message) : SupervisorEvent;
 
+internal sealed record WorkerMessage(WorkerSession Session, int Target, byte[] Json) : SupervisorEvent;
+
 internal sealed record ControlCommand(ControlRequest Request, TaskCompletionSource<ControlResponse>? Waiter, string Source) : SupervisorEvent;
 
 // A rolling reload, one slot at a time: start the new generation's worker, wait until it is ready, drain the old.
@@ -839,6 +1086,9 @@ internal sealed class ReloadOperation(int fromGeneration, int toGeneration, Queu
     public WorkerInstance? Incoming { get; set; }
 
     public string? FailureReason { get; set; }
+
+    // Replacing one worker over --max-memory: same generation, nobody waiting on it.
+    public bool IsRecycle { get; init; }
 
     public List<TaskCompletionSource<ControlResponse>> Waiters { get; } = [];
 }

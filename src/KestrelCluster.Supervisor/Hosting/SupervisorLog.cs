@@ -67,4 +67,31 @@ internal static partial class SupervisorLog
 
     [LoggerMessage(21, LogLevel.Information, "Scaling from {From} to {To} workers", EventName = "Scaling")]
     public static partial void Scaling(ILogger logger, int from, int to);
+
+    [LoggerMessage(22, LogLevel.Warning, "Worker {WorkerId} (pid {Pid}) sent no heartbeat for {Seconds} s (hung or starved); replacing it", EventName = "WorkerHung")]
+    public static partial void WorkerHung(ILogger logger, int workerId, int pid, double seconds);
+
+    [LoggerMessage(23, LogLevel.Warning, "Worker {WorkerId} (pid {Pid}) uses {MemoryMb} MB, above --max-memory {LimitMb} MB; replacing it once its successor is ready", EventName = "WorkerOverMemory")]
+    public static partial void WorkerOverMemory(ILogger logger, int workerId, int pid, long memoryMb, long limitMb);
+
+    [LoggerMessage(24, LogLevel.Information, "Worker replaced (generation {Generation})", EventName = "WorkerRecycled")]
+    public static partial void WorkerRecycled(ILogger logger, int generation);
+
+    [LoggerMessage(25, LogLevel.Error, "Replacing a worker over its memory limit failed: {Reason}; it keeps serving", EventName = "RecycleFailed")]
+    public static partial void RecycleFailed(ILogger logger, string reason);
+
+    [LoggerMessage(26, LogLevel.Error, "Internal error while handling {Event}; the supervisor carries on", EventName = "EventFailed")]
+    public static partial void EventFailed(ILogger logger, string @event, Exception exception);
+
+    [LoggerMessage(27, LogLevel.Information, "Admin endpoints (/healthz, /readyz, /metrics) on {Addresses}", EventName = "AdminListening")]
+    public static partial void AdminListening(ILogger logger, string addresses);
+
+    [LoggerMessage(28, LogLevel.Information, "Message from worker {WorkerId} (pid {Pid}): {Json}", EventName = "MessageFromWorker")]
+    public static partial void MessageFromWorker(ILogger logger, int workerId, int pid, string json);
+
+    [LoggerMessage(29, LogLevel.Warning, "A message for worker {WorkerId} (pid {Pid}) was dropped: its channel is full or closed", EventName = "MessageDropped")]
+    public static partial void MessageDropped(ILogger logger, int workerId, int pid);
+
+    [LoggerMessage(30, LogLevel.Information, "Listening on {EndPoint} (socket passed by systemd)", EventName = "AdoptedSocket")]
+    public static partial void AdoptedSocket(ILogger logger, string endPoint);
 }

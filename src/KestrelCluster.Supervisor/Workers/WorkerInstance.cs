@@ -68,6 +68,11 @@ internal sealed class WorkerInstance : IDisposable
             startInfo.ArgumentList.Add(argument);
         }
 
+        foreach (var variable in Hosting.SystemdNotifier.Variables)
+        {
+            startInfo.Environment.Remove(variable);
+        }
+
         foreach (var (name, value) in command.Variables ?? new Dictionary<string, string?>())
         {
             startInfo.Environment[name] = value;
@@ -113,6 +118,44 @@ internal sealed class WorkerInstance : IDisposable
     }
 
     public bool HasExited => ExitCode is not null;
+
+    // From the last SampleResources(): CPU % since the sample before, resident memory in bytes.
+    public double CpuPercent { get; private set; }
+
+    public long MemoryBytes { get; private set; }
+
+    private TimeSpan _lastCpu;
+    private long _lastSampleAt;
+
+    /// <summary>Reads CPU time and resident memory of the app's process (the channel peer, when a wrapper started it).</summary>
+    public void SampleResources(long now)
+    {
+        try
+        {
+            var process = _process;
+            if (Session is { Peer.ProcessId: var peerPid } && peerPid != Pid)
+            {
+                process = _peerProcess ??= Process.GetProcessById(peerPid);
+            }
+
+            process.Refresh();
+            var cpu = process.TotalProcessorTime;
+            if (_lastSampleAt != 0 && now > _lastSampleAt)
+            {
+                CpuPercent = Math.Round((cpu - _lastCpu).TotalMilliseconds * 100 / (now - _lastSampleAt), 1);
+            }
+
+            _lastCpu = cpu;
+            _lastSampleAt = now;
+            MemoryBytes = process.WorkingSet64;
+        }
+        catch (Exception ex) when (ex is InvalidOperationException or ArgumentException or Win32Exception)
+        {
+            // exited between two samples
+        }
+    }
+
+    private Process? _peerProcess;
 
     public void Kill()
     {
@@ -172,7 +215,11 @@ internal sealed class WorkerInstance : IDisposable
         }
     }
 
-    public void Dispose() => _process.Dispose();
+    public void Dispose()
+    {
+        _process.Dispose();
+        _peerProcess?.Dispose();
+    }
 }
 
 internal sealed class WorkerStartException(string message) : Exception(message);

@@ -14,6 +14,9 @@ internal interface IWorkerSessionHandler
 
     // violation: the worker broke the protocol, so it cannot be trusted with the connections it holds.
     void Closed(WorkerSession session, string reason, bool violation);
+
+    // A Message frame: to the supervisor (logged) or to every other worker (relayed).
+    void Message(WorkerSession session, int target, byte[] json);
 }
 
 // The supervisor's end of one authenticated worker channel.
@@ -64,6 +67,16 @@ internal sealed class WorkerSession : DispatchTarget, IDisposable
         writer.WriteInt32(Instance.SlotId);
         writer.WriteInt32(Instance.Generation);
         _socket.Send(writer.Written);
+    }
+
+    /// <summary>Passes a JSON message on without waiting; false when the worker's channel is full or gone.</summary>
+    public bool SendMessage(int sender, ReadOnlySpan<byte> json)
+    {
+        var frame = new byte[json.Length + 5];
+        var writer = new FrameWriter(frame, FrameType.Message);
+        writer.WriteInt32(sender);
+        json.CopyTo(frame.AsSpan(writer.Position));
+        return _socket.TrySend(frame) == 0;
     }
 
     /// <summary>Asks the worker to drain and exit. Returns false when the channel is already gone.</summary>
@@ -175,6 +188,15 @@ internal sealed class WorkerSession : DispatchTarget, IDisposable
                 }
 
                 SendBindResult(requestId, outcome);
+                break;
+            case FrameType.Message:
+                var target = reader.ReadInt32();
+                if (target is not (MessageTargets.Supervisor or MessageTargets.OtherWorkers))
+                {
+                    throw new InvalidFrameException($"message target {target}");
+                }
+
+                _handler.Message(this, target, frame[5..].ToArray());
                 break;
             case FrameType.Status:
                 OpenConnections = Math.Max(0, reader.ReadInt32());

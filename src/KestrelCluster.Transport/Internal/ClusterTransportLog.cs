@@ -20,4 +20,7 @@ internal static partial class ClusterTransportLog
 
     [LoggerMessage(5, LogLevel.Warning, "The kestrel-cluster supervisor is gone ({Reason}); stopping the application.", EventName = "SupervisorGone")]
     public static partial void SupervisorGone(ILogger logger, string reason);
+
+    [LoggerMessage(6, LogLevel.Warning, "Dropped a cluster message that is not JSON: {Reason}", EventName = "BadMessage")]
+    public static partial void BadMessage(ILogger logger, string reason);
 }

@@ -27,7 +27,8 @@ internal sealed class SupervisorChannel : IAsyncDisposable
     private Task? _receiveLoop;
     private int _nextRequestId;
     private int _openConnections;
-    private Task? _statusLoop;
+    private Thread? _statusThread;
+    private int _statusPending;
     private volatile bool _closed;
 
     public SupervisorChannel(IOptions<ClusterTransportOptions> options, IHostApplicationLifetime lifetime, ILogger<SupervisorChannel> logger)
@@ -75,6 +76,29 @@ internal sealed class SupervisorChannel : IAsyncDisposable
         }
     }
 
+    // Set once by ClusterWorker's registration: where Message frames go.
+    public Action<ClusterMessage>? MessageReceived { get; set; }
+
+    public async ValueTask SendMessageAsync(int target, byte[] json, CancellationToken cancellationToken)
+    {
+        if (json.Length > FrameLimits.MaxMessageBytes)
+        {
+            throw new ArgumentException($"A cluster message can hold at most {FrameLimits.MaxMessageBytes} bytes of JSON; this one has {json.Length}.", nameof(json));
+        }
+
+        await EnsureConnectedAsync(cancellationToken).ConfigureAwait(false);
+        var frame = new byte[json.Length + 5];
+        var writer = new FrameWriter(frame, FrameType.Message);
+        writer.WriteInt32(target);
+        json.CopyTo(frame, writer.Position);
+        if (_closed)
+        {
+            throw SupervisorGone();
+        }
+
+        Send(frame);
+    }
+
     public void Register(ClusterConnectionListener listener) => _listeners[listener.ListenerId] = listener;
 
     public void Unbind(ClusterConnectionListener listener)
@@ -119,23 +143,27 @@ internal sealed class SupervisorChannel : IAsyncDisposable
         connection.ConnectionClosed.Register(static state => Interlocked.Decrement(ref ((SupervisorChannel)state!)._openConnections), this);
     }
 
-    // Every second: the open connection count for `list`, and proof of life for hang detection.
-    private async Task StatusLoopAsync()
+    // Every second: the open connection count for `list`, and proof of life for hang detection. The
+    // tick comes from a dedicated thread, but the frame is sent by an ordinary thread-pool work item queued
+    // behind the app's own work: timers jump that queue, so only this shows a starved or deadlocked pool.
+    private void StatusLoop()
     {
-        using var timer = new PeriodicTimer(TimeSpan.FromSeconds(1));
-        try
+        while (!_closed && !_stopping.Token.WaitHandle.WaitOne(TimeSpan.FromSeconds(1)))
         {
-            while (!_closed && await timer.WaitForNextTickAsync(_stopping.Token).ConfigureAwait(false))
+            if (Interlocked.Exchange(ref _statusPending, 1) == 0)
             {
-                var buffer = new byte[5];
-                var writer = new FrameWriter(buffer, FrameType.Status);
-                writer.WriteInt32(Volatile.Read(ref _openConnections));
-                TrySendQuietly(writer.Written);
+                ThreadPool.UnsafeQueueUserWorkItem(static self => self.SendStatus(), this, preferLocal: false);
             }
         }
-        catch (OperationCanceledException)
-        {
-        }
+    }
+
+    private void SendStatus()
+    {
+        Volatile.Write(ref _statusPending, 0);
+        Span<byte> buffer = stackalloc byte[5];
+        var writer = new FrameWriter(buffer, FrameType.Status);
+        writer.WriteInt32(Volatile.Read(ref _openConnections));
+        TrySendQuietly(writer.Written);
     }
 
     private async Task EnsureConnectedAsync(CancellationToken cancellationToken)
@@ -171,7 +199,8 @@ internal sealed class SupervisorChannel : IAsyncDisposable
             _socket = socket;
             ClusterTransportLog.Connected(_logger, WorkerId, Generation);
             _receiveLoop = Task.Run(ReceiveLoopAsync);
-            _statusLoop = Task.Run(StatusLoopAsync);
+            _statusThread = new Thread(StatusLoop) { IsBackground = true, Name = "kestrel-cluster status" };
+            _statusThread.Start();
         }
         finally
         {
@@ -284,6 +313,20 @@ internal sealed class SupervisorChannel : IAsyncDisposable
                 }
 
                 break;
+            case FrameType.Message:
+                var sender = reader.ReadInt32();
+                var payload = frame[5..];
+                try
+                {
+                    using var document = System.Text.Json.JsonDocument.Parse(payload.ToArray());
+                    MessageReceived?.Invoke(new ClusterMessage(sender >= 0 ? sender : null, document.RootElement.Clone()));
+                }
+                catch (System.Text.Json.JsonException ex)
+                {
+                    ClusterTransportLog.BadMessage(_logger, ex.Message);
+                }
+
+                break;
             case FrameType.Stop:
                 ClusterTransportLog.StopRequested(_logger);
                 _lifetime.StopApplication();
@@ -380,10 +423,7 @@ internal sealed class SupervisorChannel : IAsyncDisposable
             await _receiveLoop.ConfigureAwait(false);
         }
 
-        if (_statusLoop is not null)
-        {
-            await _statusLoop.ConfigureAwait(false);
-        }
+        _statusThread?.Join(TimeSpan.FromSeconds(2));
 
         _stopping.Dispose();
         _connectLock.Dispose();

@@ -24,6 +24,15 @@ internal enum FrameType : byte
     Stop = 9,
     // worker → supervisor, every second: open connections (i32); also the worker's heartbeat
     Status = 10,
+    // worker → supervisor: target (i32: -1 the supervisor, -2 every other worker), JSON (UTF-8, rest)
+    // supervisor → worker: sender (i32: a worker id, or -1 for the supervisor and the CLI), JSON (UTF-8, rest)
+    Message = 11,
+}
+
+internal static class MessageTargets
+{
+    public const int Supervisor = -1;
+    public const int OtherWorkers = -2;
 }
 
 internal static class FrameLimits
@@ -32,4 +41,6 @@ internal static class FrameLimits
     internal const int MaxFrameSize = 64 * 1024;
     internal const int MaxFdsPerFrame = 16;
     internal const int MaxAcksPerFrame = 1024;
+    // A Message frame's JSON, leaving room for the type and target.
+    internal const int MaxMessageBytes = MaxFrameSize - 16;
 }

@@ -56,13 +56,14 @@ public sealed partial class ClusterRun : IAsyncDisposable
     public IReadOnlyList<int> WorkerPids => [.. _lines.Select(l => WorkerStartedPattern().Match(l)).Where(m => m.Success).Select(m => int.Parse(m.Groups[2].Value))];
 
     /// <summary>Starts `kestrel-cluster run [arguments]` serving the HelloCluster sample unless a command is given.</summary>
-    public static ClusterRun Start(ITestOutputHelper? output, IEnumerable<string> arguments, IDictionary<string, string>? environment = null, bool appendSampleCommand = true, string? workingDirectory = null, IReadOnlyList<string>? supervisorCommand = null)
+    public static ClusterRun Start(ITestOutputHelper? output, IEnumerable<string> arguments, IDictionary<string, string>? environment = null, bool appendSampleCommand = true, string? workingDirectory = null, IReadOnlyList<string>? launcher = null, IReadOnlyList<string>? supervisorCommand = null)
     {
         var runtimeRoot = TestPaths.NewTempDirectory();
         var name = "t" + Guid.NewGuid().ToString("N")[..8];
-        // Default: the tree's build of the supervisor; the packaging tests give the installed tool instead.
-        supervisorCommand ??= [TestPaths.Dotnet, TestPaths.SupervisorDll];
-        var startInfo = new ProcessStartInfo(supervisorCommand[0])
+        // A launcher that execs the supervisor (e.g. systemd-socket-activate) keeps the supervisor's pid.
+        // The supervisor: the tree's build by default; the packaging tests give the installed tool instead.
+        IReadOnlyList<string> command = [.. launcher ?? [], .. supervisorCommand ?? [TestPaths.Dotnet, TestPaths.SupervisorDll]];
+        var startInfo = new ProcessStartInfo(command[0])
         {
             UseShellExecute = false,
             RedirectStandardOutput = true,
@@ -70,7 +71,7 @@ public sealed partial class ClusterRun : IAsyncDisposable
             RedirectStandardInput = true,
             WorkingDirectory = workingDirectory ?? TestPaths.SampleDirectory,
         };
-        foreach (var argument in supervisorCommand.Skip(1))
+        foreach (var argument in command.Skip(1))
         {
             startInfo.ArgumentList.Add(argument);
         }
@@ -210,12 +211,15 @@ public sealed partial class ClusterRun : IAsyncDisposable
         return result;
     }
 
-    /// <summary>`list --json`, parsed.</summary>
-    public async Task<IReadOnlyList<ListedWorker>> ListAsync()
+    /// <summary>`list --json`, parsed: the workers' rows.</summary>
+    public async Task<IReadOnlyList<ListedWorker>> ListAsync() => (await ListAllAsync()).Workers;
+
+    /// <summary>`list --json`, parsed: the supervisor's row and the workers' rows.</summary>
+    public async Task<ListedCluster> ListAllAsync()
     {
         var (exitCode, stdout, stderr) = await RunCliAsync(TimeSpan.FromSeconds(30), "list", "--json");
         Assert.True(exitCode == 0, $"list failed: {stderr}");
-        return System.Text.Json.JsonSerializer.Deserialize<List<ListedWorker>>(stdout, new System.Text.Json.JsonSerializerOptions(System.Text.Json.JsonSerializerDefaults.Web))!;
+        return System.Text.Json.JsonSerializer.Deserialize<ListedCluster>(stdout, new System.Text.Json.JsonSerializerOptions(System.Text.Json.JsonSerializerDefaults.Web))!;
     }
 
     private void OnLine(string? line)
@@ -268,7 +272,11 @@ public sealed partial class ClusterRun : IAsyncDisposable
         }
     }
 
-    public sealed record ListedWorker(int Id, int Pid, int Generation, string State, double UptimeSeconds, int Restarts, int OpenConnections, long TotalConnections);
+    public sealed record ListedWorker(int Id, int Pid, int Generation, string State, double UptimeSeconds, int Restarts, int OpenConnections, long TotalConnections, double CpuPercent, long MemoryBytes);
+
+    public sealed record ListedSupervisor(int Pid, double UptimeSeconds, double CpuPercent, long MemoryBytes, int Generation, string Balance);
+
+    public sealed record ListedCluster(ListedSupervisor Supervisor, IReadOnlyList<ListedWorker> Workers);
 
     [GeneratedRegex(@"Worker (\d+) started \(pid (\d+)")]
     private static partial Regex WorkerStartedPattern();

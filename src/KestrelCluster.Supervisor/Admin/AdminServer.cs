@@ -1,0 +1,53 @@
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+
+namespace KestrelCluster.Supervisor.Admin;
+
+// --admin-urls: what orchestrators probe. /healthz: the supervisor is alive. /readyz: at least one worker
+// is ready and the cluster is not stopping. /metrics: Prometheus text. Kept off the workers' ports.
+internal sealed class AdminServer : IAsyncDisposable
+{
+    private readonly WebApplication _app;
+
+    private AdminServer(WebApplication app)
+    {
+        _app = app;
+    }
+
+    public IReadOnlyList<string> Addresses => _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses.ToArray() ?? [];
+
+    public static async Task<AdminServer> StartAsync(string urls, Func<bool> isReady, Func<string> metrics, ILoggerFactory loggerFactory, CancellationToken cancellationToken)
+    {
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.WebHost.UseUrls(urls.Split(';'));
+        builder.Logging.ClearProviders();
+        builder.Services.AddSingleton(loggerFactory);
+        // The supervisor handles signals itself; the admin host must not stop on Ctrl+C on its own.
+        builder.Services.AddSingleton<Microsoft.Extensions.Hosting.IHostLifetime, NoSignalsLifetime>();
+        var app = builder.Build();
+        app.MapGet("/healthz", () => Results.Text("ok"));
+        app.MapGet("/readyz", () => isReady() ? Results.Text("ready") : Results.Text("not ready", statusCode: StatusCodes.Status503ServiceUnavailable));
+        app.MapGet("/metrics", () => Results.Text(metrics(), "text/plain; version=0.0.4; charset=utf-8"));
+        await app.StartAsync(cancellationToken).ConfigureAwait(false);
+        return new AdminServer(app);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(5));
+        await _app.StopAsync(timeout.Token).ConfigureAwait(false);
+        await _app.DisposeAsync().ConfigureAwait(false);
+    }
+}
+
+internal sealed class NoSignalsLifetime : Microsoft.Extensions.Hosting.IHostLifetime
+{
+    public Task WaitForStartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+}

@@ -1,0 +1,104 @@
+using System.Net;
+using System.Text.RegularExpressions;
+using KestrelCluster.Load;
+using KestrelCluster.Tests.Infrastructure;
+using Xunit.Abstractions;
+
+namespace KestrelCluster.Tests.Functional;
+
+public sealed class AdminTests(ITestOutputHelper output)
+{
+    [Fact]
+    public async Task Readyz_BeforeFirstWorkerReadyAndWhileStopping_Is503OtherwiseOk()
+    {
+        // Workers that take 3 s to start, so the admin endpoint is up well before any of them is ready.
+        await using var cluster = ClusterRun.Start(output,
+            ["--workers", "2", "--urls", "http://127.0.0.1:0", "--admin-urls", "http://127.0.0.1:0", "--", "sh", "-c", $"sleep 3; exec '{TestPaths.Dotnet}' '{TestPaths.SampleDll}'"],
+            appendSampleCommand: false);
+        using var admin = new HttpClient { BaseAddress = new Uri(await AdminAddressAsync(cluster)), Timeout = Http.RequestTimeout };
+
+        var early = await admin.GetAsync("/readyz");
+        Assert.False(cluster.Lines.Any(l => l.Contains("ready (pid")), "a worker became ready before the first probe; the test cannot tell");
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, early.StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await admin.GetAsync("/healthz")).StatusCode);
+
+        await cluster.WaitForLineAsync(new Regex("All 2 workers ready"), ClusterRun.StartTimeout);
+        Assert.Equal(HttpStatusCode.OK, (await admin.GetAsync("/readyz")).StatusCode);
+
+        using var client = Http.NewConnectionClient($"http://127.0.0.1:{cluster.Port}");
+        var check = client.GetAsync("/check");
+        await WaitUntilAsync(async () => (await cluster.ListAsync()).Any(w => w.OpenConnections > 0), TimeSpan.FromSeconds(10));
+        cluster.Signal(ProcessInfo.SIGTERM);
+
+        await WaitUntilAsync(async () => (await admin.GetAsync("/readyz")).StatusCode == HttpStatusCode.ServiceUnavailable, TimeSpan.FromSeconds(10));
+        Assert.False(check.IsCompleted, "/readyz should turn 503 while the drain is still finishing the slow request");
+        Assert.Equal(HttpStatusCode.OK, (await check.WaitAsync(TimeSpan.FromSeconds(30))).StatusCode);
+        Assert.Equal(0, await cluster.WaitForExitAsync(TimeSpan.FromSeconds(30)));
+    }
+
+    [Fact]
+    public async Task Metrics_ScrapedAroundLoad_CountersMoveAndMatchTheConnectionsSent()
+    {
+        await using var cluster = await ClusterRun.StartReadyAsync(output, workers: 2, extraArguments: ["--admin-urls", "http://127.0.0.1:0"]);
+        using var admin = new HttpClient { BaseAddress = new Uri(await AdminAddressAsync(cluster)), Timeout = Http.RequestTimeout };
+        using var client = Http.NewConnectionClient($"http://127.0.0.1:{cluster.Port}");
+
+        var before = await ScrapeAsync(admin);
+        const int Requests = 300;
+        for (var i = 0; i < Requests; i++)
+        {
+            await Http.GetPidAsync(client);
+        }
+
+        var load = await LoadRunner.RunAsync(new Uri($"http://127.0.0.1:{cluster.Port}/"), keepAliveClients: 0, newConnectionClients: 4, TimeSpan.FromSeconds(2));
+        var expected = Requests + load.Sent;
+        // Acknowledgements are counted as the supervisor reads them, a moment after the answer.
+        var after = await WaitForAsync(() => ScrapeAsync(admin), m => m["kestrel_cluster_handoff_duration_seconds_count"] >= expected, TimeSpan.FromSeconds(10));
+
+        Assert.Equal(0, before["kestrel_cluster_connections_accepted_total"]);
+        Assert.Equal(expected, after["kestrel_cluster_connections_accepted_total"]);
+        Assert.Equal(expected, after["kestrel_cluster_connections_dispatched_total"]);
+        Assert.Equal(expected, after["kestrel_cluster_handoff_duration_seconds_count"]);
+        Assert.Equal(expected, after.Where(m => m.Key.StartsWith("kestrel_cluster_worker_connections_total{")).Sum(m => m.Value));
+        Assert.Equal(2, after["kestrel_cluster_workers{state=\"ready\"}"]);
+        Assert.Equal(0, after["kestrel_cluster_connections_expired_total"]);
+    }
+
+    private static async Task<string> AdminAddressAsync(ClusterRun cluster)
+    {
+        var line = await cluster.WaitForLineAsync(new Regex(@"Admin endpoints .* on (http://\S+)"), ClusterRun.StartTimeout);
+        return Regex.Match(line, @"on (http://\S+)").Groups[1].Value;
+    }
+
+    private static async Task<Dictionary<string, double>> ScrapeAsync(HttpClient admin)
+    {
+        var text = await admin.GetStringAsync("/metrics");
+        return text.Split('\n')
+            .Where(l => l.Length > 0 && !l.StartsWith('#'))
+            .Select(l => (Name: l[..l.LastIndexOf(' ')], Value: double.Parse(l[(l.LastIndexOf(' ') + 1)..], System.Globalization.CultureInfo.InvariantCulture)))
+            .ToDictionary(m => m.Name, m => m.Value);
+    }
+
+    private static async Task WaitUntilAsync(Func<Task<bool>> condition, TimeSpan timeout)
+        => await WaitForAsync(async () => await condition(), ok => ok, timeout);
+
+    private static async Task<T> WaitForAsync<T>(Func<Task<T>> read, Func<T, bool> condition, TimeSpan timeout)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while (true)
+        {
+            var value = await read();
+            if (condition(value))
+            {
+                return value;
+            }
+
+            if (DateTime.UtcNow > deadline)
+            {
+                throw new TimeoutException($"condition not met within {timeout.TotalSeconds} s");
+            }
+
+            await Task.Delay(100);
+        }
+    }
+}
