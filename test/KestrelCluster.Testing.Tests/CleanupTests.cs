@@ -98,6 +98,19 @@ public sealed partial class CleanupTests(ITestOutputHelper output)
         Assert.All(pids, pid => Assert.False(Pids.IsAlive(pid), $"worker pid {pid} is still alive"));
     }
 
+    [Fact]
+    public async Task StartAsync_WorkersCannotStart_ThrowsWithTheSupervisorsErrorLine()
+    {
+        var missing = Path.Combine(Path.GetTempPath(), "kct-missing-" + Guid.NewGuid().ToString("N"));
+        await using var cluster = new ClusterApplicationFactory<Program>().WithContentRoot(missing).WithOutput(output.WriteLine);
+
+        var error = await Assert.ThrowsAsync<InvalidOperationException>(() => cluster.StartAsync());
+
+        Assert.Contains("the cluster stopped (exit code 1)", error.Message);
+        Assert.Contains("kestrel-cluster: error: cannot start", error.Message);
+        Assert.Throws<InvalidOperationException>(() => cluster.CreateClient());
+    }
+
     [GeneratedRegex(@"Worker \d+ started \(pid (\d+),")]
     private static partial Regex WorkerStarted();
 }
