@@ -21,12 +21,12 @@ internal sealed class AdminServer : IAsyncDisposable
 
     public IReadOnlyList<string> Addresses => _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses.ToArray() ?? [];
 
-    public static async Task<AdminServer> StartAsync(string urls, Func<bool> isReady, Func<string> metrics, ILoggerFactory loggerFactory, CancellationToken cancellationToken)
+    public static async Task<AdminServer> StartAsync(string urls, Func<bool> isReady, Func<string> metrics, CancellationToken cancellationToken)
     {
         var builder = WebApplication.CreateSlimBuilder();
         builder.WebHost.UseUrls(urls.Split(';'));
+        // The supervisor logs what matters about this host (its address, a failure to bind); per-request logs would drown the workers' output.
         builder.Logging.ClearProviders();
-        builder.Services.AddSingleton(loggerFactory);
         // The supervisor handles signals itself; the admin host must not stop on Ctrl+C on its own.
         builder.Services.AddSingleton<Microsoft.Extensions.Hosting.IHostLifetime, NoSignalsLifetime>();
         var app = builder.Build();

@@ -60,7 +60,7 @@ internal sealed class ClusterHost : IAsyncDisposable
         ClusterSupervisor supervisor;
         try
         {
-            supervisor = new ClusterSupervisor(options, command, runtimeDirectory, loggerFactory.CreateLogger("kestrel-cluster"), output, error, loggerFactory);
+            supervisor = new ClusterSupervisor(options, command, runtimeDirectory, loggerFactory.CreateLogger("kestrel-cluster"), output, error);
         }
         catch
         {

@@ -42,7 +42,6 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
     private readonly List<(TaskCompletionSource<ControlResponse> Waiter, long Deadline)> _scaleWaiters = [];
     private ReloadOperation? _reload;
     private readonly ClusterMetrics _metrics;
-    private readonly ILoggerFactory? _loggerFactory;
     private AdminServer? _admin;
     private readonly SystemdNotifier? _systemd = SystemdNotifier.FromEnvironment();
     private long _lastWatchdogAt;
@@ -61,9 +60,8 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
     private long _selfSampledAt;
     private bool _announcedAllReady;
 
-    public ClusterSupervisor(RunOptions options, WorkerCommand command, RuntimeDirectory runtimeDirectory, ILogger logger, TextWriter workerOutput, TextWriter errorOutput, ILoggerFactory? loggerFactory = null)
+    public ClusterSupervisor(RunOptions options, WorkerCommand command, RuntimeDirectory runtimeDirectory, ILogger logger, TextWriter workerOutput, TextWriter errorOutput)
     {
-        _loggerFactory = loggerFactory;
         _options = options;
         _command = command;
         _runtimeDirectory = runtimeDirectory;
@@ -106,7 +104,7 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
         {
             try
             {
-                _admin = await AdminServer.StartAsync(adminUrls, IsReady, () => _metrics.ToPrometheusText(Generation), _loggerFactory ?? Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance, cancellationToken).ConfigureAwait(false);
+                _admin = await AdminServer.StartAsync(adminUrls, IsReady, () => _metrics.ToPrometheusText(Generation), cancellationToken).ConfigureAwait(false);
                 SupervisorLog.AdminListening(_logger, string.Join(", ", _admin.Addresses));
             }
             catch (Exception ex) when (ex is IOException or InvalidOperationException or System.Net.Sockets.SocketException or FormatException or UriFormatException)
@@ -517,6 +515,19 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
         }
     }
 
+    // A reload or scale in progress when the cluster stops (or fails) will never finish: answer its waiters now.
+    private void AbandonPendingOperations(string reason)
+    {
+        var waiters = (_reload?.Waiters ?? []).Concat(_reloadAfterRecycle.Select(r => r.Waiter).OfType<TaskCompletionSource<ControlResponse>>()).Concat(_scaleWaiters.Select(s => s.Waiter)).ToList();
+        _reload = null;
+        _reloadAfterRecycle.Clear();
+        _scaleWaiters.Clear();
+        foreach (var waiter in waiters)
+        {
+            waiter.TrySetResult(ControlResponse.Failure(reason));
+        }
+    }
+
     private void BeginStop(string reason)
     {
         if (_stopPhase != StopPhase.None)
@@ -527,6 +538,7 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
         _stopping = true;
         _systemd?.Notify($"STOPPING=1\nSTATUS=stopping ({reason})");
         SupervisorLog.Stopping(_logger, reason, _options.KillTimeout.TotalSeconds);
+        AbandonPendingOperations($"the cluster is stopping ({reason})");
         _listeners.StopAccepting();
         _stopPhase = StopPhase.Settling;
         _stopPhaseStartedAt = Environment.TickCount64;
@@ -597,6 +609,7 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
         }
 
         _stopping = true;
+        AbandonPendingOperations($"the cluster failed: {message}");
 
         _dispatcher.Close();
         _listeners.StopAccepting();

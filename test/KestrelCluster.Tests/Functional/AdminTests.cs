@@ -27,10 +27,10 @@ public sealed class AdminTests(ITestOutputHelper output)
 
         using var client = Http.NewConnectionClient($"http://127.0.0.1:{cluster.Port}");
         var check = client.GetAsync("/check");
-        await WaitUntilAsync(async () => (await cluster.ListAsync()).Any(w => w.OpenConnections > 0), TimeSpan.FromSeconds(10));
+        await Wait.UntilAsync(async () => (await cluster.ListAsync()).Any(w => w.OpenConnections > 0), TimeSpan.FromSeconds(10));
         cluster.Signal(ProcessInfo.SIGTERM);
 
-        await WaitUntilAsync(async () => (await admin.GetAsync("/readyz")).StatusCode == HttpStatusCode.ServiceUnavailable, TimeSpan.FromSeconds(10));
+        await Wait.UntilAsync(async () => (await admin.GetAsync("/readyz")).StatusCode == HttpStatusCode.ServiceUnavailable, TimeSpan.FromSeconds(10));
         Assert.False(check.IsCompleted, "/readyz should turn 503 while the drain is still finishing the slow request");
         Assert.Equal(HttpStatusCode.OK, (await check.WaitAsync(TimeSpan.FromSeconds(30))).StatusCode);
         Assert.Equal(0, await cluster.WaitForExitAsync(TimeSpan.FromSeconds(30)));
@@ -52,17 +52,24 @@ public sealed class AdminTests(ITestOutputHelper output)
 
         var load = await LoadRunner.RunAsync(new Uri($"http://127.0.0.1:{cluster.Port}/"), keepAliveClients: 0, newConnectionClients: 4, TimeSpan.FromSeconds(2));
         var expected = Requests + load.Sent;
-        // Acknowledgements are counted as the supervisor reads them, a moment after the answer.
-        var after = await WaitForAsync(() => ScrapeAsync(admin), m => m["kestrel_cluster_handoff_duration_seconds_count"] >= expected, TimeSpan.FromSeconds(10));
+        // Acknowledgements are counted as the supervisor reads them, a moment after the answer, and the
+        // per-worker series are refreshed on the supervisor's 100 ms tick.
+        var after = await Wait.ForAsync(
+            () => ScrapeAsync(admin),
+            m => m["kestrel_cluster_handoff_duration_seconds_count"] >= expected && WorkerTotal(m) >= expected,
+            TimeSpan.FromSeconds(10));
 
         Assert.Equal(0, before["kestrel_cluster_connections_accepted_total"]);
         Assert.Equal(expected, after["kestrel_cluster_connections_accepted_total"]);
         Assert.Equal(expected, after["kestrel_cluster_connections_dispatched_total"]);
         Assert.Equal(expected, after["kestrel_cluster_handoff_duration_seconds_count"]);
-        Assert.Equal(expected, after.Where(m => m.Key.StartsWith("kestrel_cluster_worker_connections_total{")).Sum(m => m.Value));
+        Assert.Equal(expected, WorkerTotal(after));
         Assert.Equal(2, after["kestrel_cluster_workers{state=\"ready\"}"]);
         Assert.Equal(0, after["kestrel_cluster_connections_expired_total"]);
     }
+
+    private static double WorkerTotal(Dictionary<string, double> metrics)
+        => metrics.Where(m => m.Key.StartsWith("kestrel_cluster_worker_connections_total{")).Sum(m => m.Value);
 
     private static async Task<string> AdminAddressAsync(ClusterRun cluster)
     {
@@ -77,28 +84,5 @@ public sealed class AdminTests(ITestOutputHelper output)
             .Where(l => l.Length > 0 && !l.StartsWith('#'))
             .Select(l => (Name: l[..l.LastIndexOf(' ')], Value: double.Parse(l[(l.LastIndexOf(' ') + 1)..], System.Globalization.CultureInfo.InvariantCulture)))
             .ToDictionary(m => m.Name, m => m.Value);
-    }
-
-    private static async Task WaitUntilAsync(Func<Task<bool>> condition, TimeSpan timeout)
-        => await WaitForAsync(async () => await condition(), ok => ok, timeout);
-
-    private static async Task<T> WaitForAsync<T>(Func<Task<T>> read, Func<T, bool> condition, TimeSpan timeout)
-    {
-        var deadline = DateTime.UtcNow + timeout;
-        while (true)
-        {
-            var value = await read();
-            if (condition(value))
-            {
-                return value;
-            }
-
-            if (DateTime.UtcNow > deadline)
-            {
-                throw new TimeoutException($"condition not met within {timeout.TotalSeconds} s");
-            }
-
-            await Task.Delay(100);
-        }
     }
 }

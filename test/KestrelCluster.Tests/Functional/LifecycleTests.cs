@@ -61,13 +61,36 @@ public sealed class LifecycleTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task Sigterm_DuringReload_ReloadCommandFailsWithTheReasonAndEverythingStops()
+    {
+        using var folder = new TemporaryFolder();
+        var slow = Path.Combine(folder.Path, "slow");
+        // Workers started once the marker file exists take 60 s to start: the reload is still waiting when the stop comes.
+        await using var cluster = ClusterRun.Start(output,
+            ["--workers", "2", "--urls", "http://127.0.0.1:0", "--", "sh", "-c", $"if [ -e '{slow}' ]; then sleep 60; fi; exec '{TestPaths.Dotnet}' '{TestPaths.SampleDll}'"],
+            appendSampleCommand: false);
+        await cluster.WaitForLineAsync(new Regex("All 2 workers ready"), ClusterRun.StartTimeout);
+        await File.WriteAllTextAsync(slow, "");
+
+        var reload = cluster.RunCliAsync(CliTimeout, "reload");
+        await cluster.WaitForLineAsync(new Regex(@"Worker 0 started \(pid \d+, generation 2\)"), TimeSpan.FromSeconds(30));
+        cluster.Signal(ProcessInfo.SIGTERM);
+        var (exitCode, _, stderr) = await reload.WaitAsync(TimeSpan.FromSeconds(60));
+
+        Assert.NotEqual(0, exitCode);
+        Assert.Contains("the cluster is stopping (SIGTERM)", stderr);
+        Assert.Equal(0, await cluster.WaitForExitAsync(TimeSpan.FromSeconds(60)));
+        Assert.True(await ProcessInfo.WaitUntilGoneAsync(cluster.WorkerPids, TimeSpan.FromSeconds(10)));
+    }
+
+    [Fact]
     public async Task Sigterm_WhileSlowRequestInFlight_RequestCompletesAndSupervisorExitsZero()
     {
         await using var cluster = await ClusterRun.StartReadyAsync(output, workers: 2);
         using var client = Http.NewConnectionClient($"http://127.0.0.1:{cluster.Port}");
         var check = client.GetAsync("/check");
         // The request is in the worker's hands once a worker holds an open connection.
-        await WaitUntilAsync(async () => (await cluster.ListAsync()).Any(w => w.OpenConnections > 0), TimeSpan.FromSeconds(10));
+        await Wait.UntilAsync(async () => (await cluster.ListAsync()).Any(w => w.OpenConnections > 0), TimeSpan.FromSeconds(10));
 
         cluster.Signal(ProcessInfo.SIGTERM);
 
@@ -181,19 +204,5 @@ public sealed class LifecycleTests(ITestOutputHelper output)
         var folder = new TemporaryFolder();
         File.Copy(Path.Combine(TestPaths.SampleDirectory, "appsettings.json"), Path.Combine(folder.Path, "appsettings.json"));
         return folder;
-    }
-
-    private static async Task WaitUntilAsync(Func<Task<bool>> condition, TimeSpan timeout)
-    {
-        var deadline = DateTime.UtcNow + timeout;
-        while (!await condition())
-        {
-            if (DateTime.UtcNow > deadline)
-            {
-                throw new TimeoutException($"condition not met within {timeout.TotalSeconds} s");
-            }
-
-            await Task.Delay(100);
-        }
     }
 }

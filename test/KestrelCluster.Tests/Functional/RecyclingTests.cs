@@ -57,7 +57,7 @@ public sealed class RecyclingTests(ITestOutputHelper output)
     {
         await using var cluster = await ClusterRun.StartReadyAsync(output, workers: 2);
         // Resources are sampled once a second.
-        var listed = await WaitForAsync(async () => await cluster.ListAllAsync(), l => l.Workers.All(w => w.MemoryBytes > 0), TimeSpan.FromSeconds(15));
+        var listed = await Wait.ForAsync(async () => await cluster.ListAllAsync(), l => l.Workers.All(w => w.MemoryBytes > 0), TimeSpan.FromSeconds(15));
 
         Assert.Equal(cluster.Pid, listed.Supervisor.Pid);
         Assert.InRange(listed.Supervisor.MemoryBytes, 1L << 20, 1L << 30);
@@ -65,25 +65,5 @@ public sealed class RecyclingTests(ITestOutputHelper output)
         var table = await cluster.RunCliAsync(TimeSpan.FromSeconds(30), "list");
         Assert.Matches(@"(?m)^id\s+pid\s+gen\s+state\s+uptime\s+restarts\s+open\s+total\s+cpu\s+memory$", table.Stdout);
         Assert.Matches($@"(?m)^-\s+{cluster.Pid}\s+1\s+supervisor\s", table.Stdout);
-    }
-
-    private static async Task<T> WaitForAsync<T>(Func<Task<T>> read, Func<T, bool> condition, TimeSpan timeout)
-    {
-        var deadline = DateTime.UtcNow + timeout;
-        while (true)
-        {
-            var value = await read();
-            if (condition(value))
-            {
-                return value;
-            }
-
-            if (DateTime.UtcNow > deadline)
-            {
-                throw new TimeoutException($"condition not met within {timeout.TotalSeconds} s: {value}");
-            }
-
-            await Task.Delay(200);
-        }
     }
 }

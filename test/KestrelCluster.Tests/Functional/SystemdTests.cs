@@ -25,6 +25,7 @@ public sealed class SystemdTests(ITestOutputHelper output)
 
         await cluster.WaitForLineAsync(new Regex($@"Listening on 127\.0\.0\.1:{port} \(socket passed by systemd\)"), TimeSpan.FromSeconds(10));
         Assert.Contains(first, cluster.WorkerPids);
+        await cluster.WaitForLineAsync(new Regex("All 2 workers ready"), ClusterRun.StartTimeout);
         var pids = new HashSet<int>();
         for (var i = 0; i < 10; i++)
         {

@@ -21,7 +21,7 @@ public sealed class WorkerLossTests(ITestOutputHelper output)
         var requests = Enumerable.Range(0, Requests).Select(_ => Http.GetPidAsync(client)).ToList();
 
         // Round-robin alternates: the survivor answers its half while the other half waits on the frozen worker.
-        await WaitUntilAsync(() => requests.Count(r => r.IsCompletedSuccessfully) >= Requests / 2, TimeSpan.FromSeconds(30));
+        await Wait.UntilAsync(() => requests.Count(r => r.IsCompletedSuccessfully) >= Requests / 2, TimeSpan.FromSeconds(30));
         Assert.All(requests.Where(r => r.IsCompleted), r => Assert.Equal(survivor, r.Result));
         Assert.True(requests.Count(r => !r.IsCompleted) > 0, "some connections should be held by the frozen worker");
 
@@ -98,19 +98,5 @@ public sealed class WorkerLossTests(ITestOutputHelper output)
 
         Assert.True(await ProcessInfo.WaitUntilGoneAsync(workers, TimeSpan.FromSeconds(5)),
             $"still alive 5 s after the supervisor was killed: {string.Join(", ", workers.Where(ProcessInfo.IsAlive))}");
-    }
-
-    private static async Task WaitUntilAsync(Func<bool> condition, TimeSpan timeout)
-    {
-        var deadline = DateTime.UtcNow + timeout;
-        while (!condition())
-        {
-            if (DateTime.UtcNow > deadline)
-            {
-                throw new TimeoutException($"condition not met within {timeout.TotalSeconds} s");
-            }
-
-            await Task.Delay(20);
-        }
     }
 }
