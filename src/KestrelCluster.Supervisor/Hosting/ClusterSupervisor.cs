@@ -88,6 +88,9 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
 
     public void RequestReload(string reason) => Post(new ControlCommand(new ControlRequest(ControlCommands.Reload), null, reason));
 
+    /// <summary>The addresses the cluster listens on, as bound (port 0 resolved).</summary>
+    public IReadOnlyList<string> ListenAddresses => [.. _listeners.Snapshot().Select(l => l.BoundText)];
+
     public async Task<int> RunAsync(CancellationToken cancellationToken)
     {
         _channelServer.Start();
@@ -629,7 +632,8 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
         }
     }
 
-    private Task<ControlResponse> ExecuteAsync(ControlRequest request)
+    // The control socket's path, also taken by an in-process host (ClusterHost).
+    public Task<ControlResponse> ExecuteAsync(ControlRequest request)
     {
         var waiter = new TaskCompletionSource<ControlResponse>(TaskCreationOptions.RunContinuationsAsynchronously);
         Post(new ControlCommand(request, waiter, "control socket"));

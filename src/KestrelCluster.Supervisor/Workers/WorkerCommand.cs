@@ -3,8 +3,9 @@ using KestrelCluster.Supervisor.Cli;
 
 namespace KestrelCluster.Supervisor.Workers;
 
-// What each worker process runs: resolved once, before any worker starts.
-internal sealed record WorkerCommand(string FileName, IReadOnlyList<string> Arguments, string WorkingDirectory, string AppName)
+// What each worker process runs: resolved once, before any worker starts. Variables: extra environment variables for
+// every worker (a null value removes an inherited one); the cluster's own variables are set after them.
+internal sealed record WorkerCommand(string FileName, IReadOnlyList<string> Arguments, string WorkingDirectory, string AppName, IReadOnlyDictionary<string, string?>? Variables = null)
 {
     public override string ToString() => string.Join(' ', [FileName, .. Arguments]);
 

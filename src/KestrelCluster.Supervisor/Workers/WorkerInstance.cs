@@ -73,6 +73,11 @@ internal sealed class WorkerInstance : IDisposable
             startInfo.Environment.Remove(variable);
         }
 
+        foreach (var (name, value) in command.Variables ?? new Dictionary<string, string?>())
+        {
+            startInfo.Environment[name] = value;
+        }
+
         var token = Convert.ToHexString(RandomNumberGenerator.GetBytes(32));
         startInfo.Environment[ClusterEnvironment.Channel] = channelPath;
         startInfo.Environment[ClusterEnvironment.Token] = token;

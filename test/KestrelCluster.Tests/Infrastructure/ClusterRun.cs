@@ -56,12 +56,14 @@ public sealed partial class ClusterRun : IAsyncDisposable
     public IReadOnlyList<int> WorkerPids => [.. _lines.Select(l => WorkerStartedPattern().Match(l)).Where(m => m.Success).Select(m => int.Parse(m.Groups[2].Value))];
 
     /// <summary>Starts `kestrel-cluster run [arguments]` serving the HelloCluster sample unless a command is given.</summary>
-    public static ClusterRun Start(ITestOutputHelper? output, IEnumerable<string> arguments, IDictionary<string, string>? environment = null, bool appendSampleCommand = true, string? workingDirectory = null, IReadOnlyList<string>? launcher = null)
+    public static ClusterRun Start(ITestOutputHelper? output, IEnumerable<string> arguments, IDictionary<string, string>? environment = null, bool appendSampleCommand = true, string? workingDirectory = null, IReadOnlyList<string>? launcher = null, IReadOnlyList<string>? supervisorCommand = null)
     {
         var runtimeRoot = TestPaths.NewTempDirectory();
         var name = "t" + Guid.NewGuid().ToString("N")[..8];
         // A launcher that execs the supervisor (e.g. systemd-socket-activate) keeps the supervisor's pid.
-        var startInfo = new ProcessStartInfo(launcher?[0] ?? TestPaths.Dotnet)
+        // The supervisor: the tree's build by default; the packaging tests give the installed tool instead.
+        IReadOnlyList<string> command = [.. launcher ?? [], .. supervisorCommand ?? [TestPaths.Dotnet, TestPaths.SupervisorDll]];
+        var startInfo = new ProcessStartInfo(command[0])
         {
             UseShellExecute = false,
             RedirectStandardOutput = true,
@@ -69,12 +71,11 @@ public sealed partial class ClusterRun : IAsyncDisposable
             RedirectStandardInput = true,
             WorkingDirectory = workingDirectory ?? TestPaths.SampleDirectory,
         };
-        foreach (var argument in launcher?.Skip(1).Append(TestPaths.Dotnet) ?? [])
+        foreach (var argument in command.Skip(1))
         {
             startInfo.ArgumentList.Add(argument);
         }
 
-        startInfo.ArgumentList.Add(TestPaths.SupervisorDll);
         startInfo.ArgumentList.Add("run");
         startInfo.ArgumentList.Add("--name");
         startInfo.ArgumentList.Add(name);
