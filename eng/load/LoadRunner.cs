@@ -1,11 +1,21 @@
 using System.Diagnostics;
+using System.Globalization;
 using System.Net;
 
 namespace KestrelCluster.Load;
 
+/// <summary>
+/// One request that failed. Timestamps are <see cref="Stopwatch.GetTimestamp"/> values, comparable with
+/// anything else the same process records (e.g. when a worker was killed). LastPid: for a keep-alive client,
+/// the worker pid that answered last on the connection this request used (null on a fresh connection).
+/// </summary>
+public sealed record LoadFailure(long StartedAt, long EndedAt, string Kind, bool KeepAlive, int? LastPid, string Detail = "");
+
 /// <summary>Totals of one bounded load run.</summary>
 public sealed record LoadResult(long Sent, long Answered, long Failed, TimeSpan Elapsed, IReadOnlyDictionary<string, long> FailureKinds)
 {
+    public IReadOnlyList<LoadFailure> Failures { get; init; } = [];
+
     public override string ToString()
         => $"sent {Sent}, answered {Answered}, failed {Failed} in {Elapsed.TotalSeconds:0.0} s ({Answered / Math.Max(Elapsed.TotalSeconds, 0.001):0} req/s)"
            + (FailureKinds.Count > 0 ? " — " + string.Join(", ", FailureKinds.Select(k => $"{k.Key}: {k.Value}")) : "");
@@ -27,6 +37,7 @@ public static class LoadRunner
 
         long sent = 0, answered = 0, failed = 0;
         var failureKinds = new System.Collections.Concurrent.ConcurrentDictionary<string, long>();
+        var failures = new System.Collections.Concurrent.ConcurrentQueue<LoadFailure>();
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         stop.CancelAfter(duration);
         var stopwatch = Stopwatch.StartNew();
@@ -40,9 +51,13 @@ public static class LoadRunner
             };
             using var client = new HttpClient(handler) { BaseAddress = target, Timeout = TimeSpan.FromSeconds(30) };
             client.DefaultRequestHeaders.ConnectionClose = newConnectionPerRequest;
+            int? lastPid = null;
             while (!stop.IsCancellationRequested)
             {
                 Interlocked.Increment(ref sent);
+                var startedAt = Stopwatch.GetTimestamp();
+                string kind;
+                var detail = "";
                 try
                 {
                     // Not cancelled by the stop token: a request once sent must be answered.
@@ -51,17 +66,23 @@ public static class LoadRunner
                     if (response.StatusCode == HttpStatusCode.OK && body.StartsWith(expectedPrefix, StringComparison.Ordinal))
                     {
                         Interlocked.Increment(ref answered);
+                        lastPid = newConnectionPerRequest ? null
+                            : int.TryParse(body.AsSpan(expectedPrefix.Length), NumberStyles.None, CultureInfo.InvariantCulture, out var pid) ? pid : null;
                         continue;
                     }
 
-                    failureKinds.AddOrUpdate($"HTTP {(int)response.StatusCode}", 1, (_, n) => n + 1);
+                    kind = $"HTTP {(int)response.StatusCode}";
                 }
                 catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException or IOException)
                 {
-                    var kind = ex.InnerException?.GetType().Name ?? ex.GetType().Name;
-                    failureKinds.AddOrUpdate(kind, 1, (_, n) => n + 1);
+                    kind = ex.InnerException?.GetType().Name ?? ex.GetType().Name;
+                    detail = ex.InnerException?.Message ?? ex.Message;
                 }
 
+                failureKinds.AddOrUpdate(kind, 1, (_, n) => n + 1);
+                failures.Enqueue(new LoadFailure(startedAt, Stopwatch.GetTimestamp(), kind, !newConnectionPerRequest, lastPid, detail));
+                // The handler opens a new connection after a failure.
+                lastPid = null;
                 Interlocked.Increment(ref failed);
             }
         }
@@ -69,6 +90,6 @@ public static class LoadRunner
         var clients = Enumerable.Range(0, keepAliveClients).Select(_ => Task.Run(() => ClientAsync(false)))
             .Concat(Enumerable.Range(0, newConnectionClients).Select(_ => Task.Run(() => ClientAsync(true))));
         await Task.WhenAll(clients).ConfigureAwait(false);
-        return new LoadResult(sent, answered, failed, stopwatch.Elapsed, new Dictionary<string, long>(failureKinds));
+        return new LoadResult(sent, answered, failed, stopwatch.Elapsed, new Dictionary<string, long>(failureKinds)) { Failures = [.. failures] };
     }
 }

@@ -4,7 +4,6 @@ using System.Text.Json;
 using KestrelCluster.Supervisor.Cli;
 using KestrelCluster.Supervisor.Control;
 using KestrelCluster.Supervisor.Hosting;
-using KestrelCluster.Supervisor.Workers;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Console;
 
@@ -59,20 +58,19 @@ internal static class Program
                 console.IncludeScopes = false;
                 console.ColorBehavior = LoggerColorBehavior.Disabled;
             }));
-        var logger = loggerFactory.CreateLogger("kestrel-cluster");
 
         using var stopping = new CancellationTokenSource();
-        ClusterSupervisor? supervisor = null;
+        ClusterHost? host = null;
         void OnSignal(PosixSignalContext context)
         {
             context.Cancel = true;
-            if (supervisor is null)
+            if (host is null)
             {
                 stopping.Cancel();
             }
             else
             {
-                supervisor.RequestStop(context.Signal.ToString());
+                host.RequestStop(context.Signal.ToString());
             }
         }
 
@@ -81,16 +79,13 @@ internal static class Program
         using var sighup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, context =>
         {
             context.Cancel = true;
-            supervisor?.RequestReload("SIGHUP");
+            host?.RequestReload("SIGHUP");
         });
 
-        WorkerCommand workerCommand;
-        RuntimeDirectory runtimeDirectory;
         try
         {
             RunSettings.ApplyLayers(options, Environment.GetEnvironmentVariable, AppFolder(options));
-            workerCommand = await WorkerCommand.ResolveAsync(options, Console.Error, stopping.Token).ConfigureAwait(false);
-            runtimeDirectory = RuntimeDirectory.Create(options.Name ?? SafeName(workerCommand.AppName));
+            host = await ClusterHost.StartAsync(options, loggerFactory, Console.Out, Console.Error, stopping.Token).ConfigureAwait(false);
         }
         catch (CommandLineException ex)
         {
@@ -101,17 +96,9 @@ internal static class Program
             return Error("cancelled.", RunFailed);
         }
 
-        using (runtimeDirectory)
+        await using (host.ConfigureAwait(false))
         {
-            using (supervisor = new ClusterSupervisor(options, workerCommand, runtimeDirectory, logger, Console.Out, Console.Error))
-            {
-                if (stopping.IsCancellationRequested)
-                {
-                    return Error("cancelled.", RunFailed);
-                }
-
-                return await supervisor.RunAsync(stopping.Token).ConfigureAwait(false);
-            }
+            return await host.Completion.ConfigureAwait(false);
         }
     }
 
@@ -159,12 +146,6 @@ internal static class Program
 
         var project = Path.GetFullPath(options.Project);
         return Directory.Exists(project) ? project : Path.GetDirectoryName(project) ?? Directory.GetCurrentDirectory();
-    }
-
-    private static string SafeName(string appName)
-    {
-        var name = new string(appName.Select(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.' ? c : '-').ToArray());
-        return name.Length is > 0 and <= 64 ? name : "app";
     }
 
     private static int Error(string message, int exitCode)

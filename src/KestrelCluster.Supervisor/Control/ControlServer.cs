@@ -96,13 +96,17 @@ internal sealed class ControlServer : IDisposable
                 case ReceiveStatus.WouldBlock:
                     continue;
                 case ReceiveStatus.Frame when fdCount == 0:
-                    return JsonSerializer.Deserialize(buffer.AsSpan(0, length), ControlJson.Default.ControlRequest)
-                        ?? throw new InvalidFrameException("empty request");
+                    return ParseRequest(buffer.AsSpan(0, length));
                 default:
                     throw new InvalidFrameException(status == ReceiveStatus.Closed ? "closed before a request" : "malformed request");
             }
         }
     }
+
+    /// <summary>Decodes one request; throws InvalidFrameException or JsonException for anything else.</summary>
+    internal static ControlRequest ParseRequest(ReadOnlySpan<byte> frame)
+        => JsonSerializer.Deserialize(frame, ControlJson.Default.ControlRequest)
+            ?? throw new InvalidFrameException("empty request");
 
     /// <summary>Lets answers already being sent (e.g. to `stop`) reach their clients.</summary>
     public async Task FlushAsync(TimeSpan timeout)

@@ -100,6 +100,9 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
 
     public void RequestReload(string reason) => Post(new ControlCommand(new ControlRequest(ControlCommands.Reload), null, reason));
 
+    /// <summary>The addresses the cluster listens on, as bound (port 0 resolved).</summary>
+    public IReadOnlyList<string> ListenAddresses => [.. _listeners.Snapshot().Select(l => l.BoundText)];
+
     public async Task<int> RunAsync(CancellationToken cancellationToken)
     {
         _channelServer.Start();
@@ -524,6 +527,19 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
         }
     }
 
+    // A reload or scale in progress when the cluster stops (or fails) will never finish: answer its waiters now.
+    private void AbandonPendingOperations(string reason)
+    {
+        var waiters = (_reload?.Waiters ?? []).Concat(_reloadAfterRecycle.Select(r => r.Waiter).OfType<TaskCompletionSource<ControlResponse>>()).Concat(_scaleWaiters.Select(s => s.Waiter)).ToList();
+        _reload = null;
+        _reloadAfterRecycle.Clear();
+        _scaleWaiters.Clear();
+        foreach (var waiter in waiters)
+        {
+            waiter.TrySetResult(ControlResponse.Failure(reason));
+        }
+    }
+
     private void BeginStop(string reason)
     {
         if (_stopPhase != StopPhase.None)
@@ -534,6 +550,7 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
         _stopping = true;
         _systemd?.Notify($"STOPPING=1\nSTATUS=stopping ({reason})");
         SupervisorLog.Stopping(_logger, reason, _options.KillTimeout.TotalSeconds);
+        AbandonPendingOperations($"the cluster is stopping ({reason})");
         _listeners.StopAccepting();
         _stopPhase = StopPhase.Settling;
         _stopPhaseStartedAt = Environment.TickCount64;
@@ -604,6 +621,7 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
         }
 
         _stopping = true;
+        AbandonPendingOperations($"the cluster failed: {message}");
 
         _dispatcher.Close();
         _listeners.StopAccepting();
@@ -626,7 +644,8 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
         }
     }
 
-    private Task<ControlResponse> ExecuteAsync(ControlRequest request)
+    // The control socket's path, also taken by an in-process host (ClusterHost).
+    public Task<ControlResponse> ExecuteAsync(ControlRequest request)
     {
         var waiter = new TaskCompletionSource<ControlResponse>(TaskCreationOptions.RunContinuationsAsynchronously);
         Post(new ControlCommand(request, waiter, "control socket"));
@@ -873,7 +892,7 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
         _scaleWaiters.Clear();
     }
 
-    private WorkerInstance? ClaimToken(string token)
+    private WorkerInstance? ClaimToken(string token, Func<WorkerInstance, bool> isPeer)
     {
         lock (_admissionLock)
         {
@@ -887,11 +906,12 @@ internal sealed class ClusterSupervisor : IWorkerSessionHandler, IDisposable
                 }
             }
 
-            if (match is not null)
+            if (match is null || !isPeer(match))
             {
-                _awaitingAdmission.Remove(match);
+                return null;
             }
 
+            _awaitingAdmission.Remove(match);
             return match;
         }
     }

@@ -54,9 +54,10 @@ internal sealed class RuntimeDirectory : IDisposable
             : System.IO.Path.Combine(System.IO.Path.GetTempPath(), $"kestrel-cluster-{userId}");
     }
 
-    public static RuntimeDirectory Create(string clusterName)
+    /// <param name="root">Where cluster folders live; default: the per-user root (an in-process host gives its own).</param>
+    public static RuntimeDirectory Create(string clusterName, string? root = null)
     {
-        var root = RootFor(Libc.GetEffectiveUserId());
+        root ??= RootFor(Libc.GetEffectiveUserId());
         var path = System.IO.Path.Combine(root, clusterName);
         EnsurePrivate(root);
         EnsurePrivate(path);

@@ -14,7 +14,7 @@ internal sealed class ChannelServer : IDisposable
     private static readonly TimeSpan HelloTimeout = TimeSpan.FromSeconds(10);
 
     private readonly Socket _listenSocket;
-    private readonly Func<string, WorkerInstance?> _claimToken;
+    private readonly Func<string, Func<WorkerInstance, bool>, WorkerInstance?> _claimToken;
     private readonly Action<WorkerInstance, ChannelSocket, PeerCredentials> _admitted;
     private readonly Action<PeerCredentials?, string> _refused;
     private readonly CancellationTokenSource _stopping = new();
@@ -22,7 +22,7 @@ internal sealed class ChannelServer : IDisposable
 
     public ChannelServer(
         string path,
-        Func<string, WorkerInstance?> claimToken,
+        Func<string, Func<WorkerInstance, bool>, WorkerInstance?> claimToken,
         Action<WorkerInstance, ChannelSocket, PeerCredentials> admitted,
         Action<PeerCredentials?, string> refused)
     {
@@ -75,16 +75,21 @@ internal sealed class ChannelServer : IDisposable
             using var timeout = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token);
             timeout.CancelAfter(HelloTimeout);
             var (pid, token) = await ReceiveHelloAsync(socket, timeout.Token).ConfigureAwait(false);
-            var instance = _claimToken(token);
+            var peerPid = credentials.Value.ProcessId;
+            WorkerInstance? impersonated = null;
+            // The token is claimed only by the worker's own process tree: a stranger holding a stolen token must
+            // not use it up and lock the real worker out.
+            var instance = _claimToken(token, candidate =>
+            {
+                var isWorker = pid == peerPid && ProcessTree.IsSameOrDescendant(peerPid, candidate.Pid);
+                impersonated = isWorker ? null : candidate;
+                return isWorker;
+            });
             if (instance is null)
             {
-                Refuse(socket, credentials, "wrong or already used token");
-                return;
-            }
-
-            if (!ProcessTree.IsSameOrDescendant(credentials.Value.ProcessId, instance.Pid) || pid != credentials.Value.ProcessId)
-            {
-                Refuse(socket, credentials, $"process {credentials.Value.ProcessId} is not worker {instance.SlotId} (pid {instance.Pid}) or one it started");
+                Refuse(socket, credentials, impersonated is null
+                    ? "wrong or already used token"
+                    : $"process {peerPid} is not worker {impersonated.SlotId} (pid {impersonated.Pid}) or one it started");
                 return;
             }
 
@@ -128,16 +133,22 @@ internal sealed class ChannelServer : IDisposable
                 throw new InvalidFrameException(status == ReceiveStatus.Closed ? "closed before hello" : "oversized hello");
             }
 
-            var reader = new FrameReader(buffer.AsSpan(0, length));
-            if (reader.Type != FrameType.Hello)
-            {
-                throw new InvalidFrameException($"expected hello, got frame type {(byte)reader.Type}");
-            }
-
-            var pid = reader.ReadInt32();
-            var token = reader.ReadRemainingString();
-            return (pid, token);
+            return ParseHello(buffer.AsSpan(0, length));
         }
+    }
+
+    /// <summary>Decodes a peer's first frame; throws InvalidFrameException for anything but a hello.</summary>
+    internal static (int Pid, string Token) ParseHello(ReadOnlySpan<byte> frame)
+    {
+        var reader = new FrameReader(frame);
+        if (reader.Type != FrameType.Hello)
+        {
+            throw new InvalidFrameException($"expected hello, got frame type {(byte)reader.Type}");
+        }
+
+        var pid = reader.ReadInt32();
+        var token = reader.ReadRemainingString();
+        return (pid, token);
     }
 
     private void Refuse(ChannelSocket socket, PeerCredentials? credentials, string reason)

@@ -3,8 +3,9 @@ using KestrelCluster.Supervisor.Cli;
 
 namespace KestrelCluster.Supervisor.Workers;
 
-// What each worker process runs: resolved once, before any worker starts.
-internal sealed record WorkerCommand(string FileName, IReadOnlyList<string> Arguments, string WorkingDirectory, string AppName)
+// What each worker process runs: resolved once, before any worker starts. Variables: extra environment variables for
+// every worker (a null value removes an inherited one); the cluster's own variables are set after them.
+internal sealed record WorkerCommand(string FileName, IReadOnlyList<string> Arguments, string WorkingDirectory, string AppName, IReadOnlyDictionary<string, string?>? Variables = null)
 {
     // Set in every worker's environment before the cluster's own variables (WorkerRuntimeDefaults).
     public IReadOnlyDictionary<string, string> RuntimeDefaults { get; init; } = new Dictionary<string, string>();

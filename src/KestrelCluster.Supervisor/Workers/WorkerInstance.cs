@@ -11,7 +11,7 @@ internal sealed class WorkerInstance : IDisposable
 {
     private readonly Process _process;
 
-    private WorkerInstance(int slotId, int generation, string token, Process process)
+    internal WorkerInstance(int slotId, int generation, string token, Process process)
     {
         SlotId = slotId;
         Generation = generation;
@@ -76,6 +76,11 @@ internal sealed class WorkerInstance : IDisposable
         foreach (var variable in Hosting.SystemdNotifier.Variables)
         {
             startInfo.Environment.Remove(variable);
+        }
+
+        foreach (var (name, value) in command.Variables ?? new Dictionary<string, string?>())
+        {
+            startInfo.Environment[name] = value;
         }
 
         var token = Convert.ToHexString(RandomNumberGenerator.GetBytes(32));

@@ -145,13 +145,19 @@ internal sealed class WorkerSession : DispatchTarget, IDisposable
             reason = ex.Message;
             violation = false;
         }
+        catch (Exception ex)
+        {
+            // A fault of ours while handling a frame: name it, rather than log "end of stream" for a live worker.
+            reason = $"an unexpected {ex.GetType().Name} while handling its frame ({ex.Message})";
+        }
         finally
         {
             Close(reason, violation);
         }
     }
 
-    private void Handle(ReadOnlySpan<byte> frame)
+    // internal: the fuzz tests feed it frames directly.
+    internal void Handle(ReadOnlySpan<byte> frame)
     {
         var reader = new FrameReader(frame);
         switch (reader.Type)

@@ -28,7 +28,16 @@ internal static class EndpointText
                 path = path.Length > 1 ? "\0" + path[1..] : "";
             }
 
-            endPoint = path.Length is > 0 and < 108 ? new UnixDomainSocketEndPoint(path) : null;
+            endPoint = null;
+            try
+            {
+                // sun_path holds 108 bytes: a path of fewer characters can still be too long in UTF-8 (found by fuzzing).
+                endPoint = path.Length is > 0 and < 108 ? new UnixDomainSocketEndPoint(path) : null;
+            }
+            catch (ArgumentException)
+            {
+            }
+
             return endPoint is not null;
         }
 

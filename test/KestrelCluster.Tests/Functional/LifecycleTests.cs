@@ -61,6 +61,29 @@ public sealed class LifecycleTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task Sigterm_DuringReload_ReloadCommandFailsWithTheReasonAndEverythingStops()
+    {
+        using var folder = new TemporaryFolder();
+        var slow = Path.Combine(folder.Path, "slow");
+        // Workers started once the marker file exists take 60 s to start: the reload is still waiting when the stop comes.
+        await using var cluster = ClusterRun.Start(output,
+            ["--workers", "2", "--urls", "http://127.0.0.1:0", "--", "sh", "-c", $"if [ -e '{slow}' ]; then sleep 60; fi; exec '{TestPaths.Dotnet}' '{TestPaths.SampleDll}'"],
+            appendSampleCommand: false);
+        await cluster.WaitForLineAsync(new Regex("All 2 workers ready"), ClusterRun.StartTimeout);
+        await File.WriteAllTextAsync(slow, "");
+
+        var reload = cluster.RunCliAsync(CliTimeout, "reload");
+        await cluster.WaitForLineAsync(new Regex(@"Worker 0 started \(pid \d+, generation 2\)"), TimeSpan.FromSeconds(30));
+        cluster.Signal(ProcessInfo.SIGTERM);
+        var (exitCode, _, stderr) = await reload.WaitAsync(TimeSpan.FromSeconds(60));
+
+        Assert.NotEqual(0, exitCode);
+        Assert.Contains("the cluster is stopping (SIGTERM)", stderr);
+        Assert.Equal(0, await cluster.WaitForExitAsync(TimeSpan.FromSeconds(60)));
+        Assert.True(await ProcessInfo.WaitUntilGoneAsync(cluster.WorkerPids, TimeSpan.FromSeconds(10)));
+    }
+
+    [Fact]
     public async Task Sigterm_WhileSlowRequestInFlight_RequestCompletesAndSupervisorExitsZero()
     {
         await using var cluster = await ClusterRun.StartReadyAsync(output, workers: 2);

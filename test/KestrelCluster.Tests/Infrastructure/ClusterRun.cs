@@ -56,12 +56,14 @@ public sealed partial class ClusterRun : IAsyncDisposable
     public IReadOnlyList<int> WorkerPids => [.. _lines.Select(l => WorkerStartedPattern().Match(l)).Where(m => m.Success).Select(m => int.Parse(m.Groups[2].Value))];
 
     /// <summary>Starts `kestrel-cluster run [arguments]` serving the HelloCluster sample unless a command is given.</summary>
-    public static ClusterRun Start(ITestOutputHelper? output, IEnumerable<string> arguments, IDictionary<string, string>? environment = null, bool appendSampleCommand = true, string? workingDirectory = null, IReadOnlyList<string>? launcher = null)
+    public static ClusterRun Start(ITestOutputHelper? output, IEnumerable<string> arguments, IDictionary<string, string>? environment = null, bool appendSampleCommand = true, string? workingDirectory = null, IReadOnlyList<string>? launcher = null, IReadOnlyList<string>? supervisorCommand = null)
     {
         var runtimeRoot = TestPaths.NewTempDirectory();
         var name = "t" + Guid.NewGuid().ToString("N")[..8];
         // A launcher that execs the supervisor (e.g. systemd-socket-activate) keeps the supervisor's pid.
-        var startInfo = new ProcessStartInfo(launcher?[0] ?? TestPaths.Dotnet)
+        // The supervisor: the tree's build by default; the packaging tests give the installed tool instead.
+        IReadOnlyList<string> command = [.. launcher ?? [], .. supervisorCommand ?? [TestPaths.Dotnet, TestPaths.SupervisorDll]];
+        var startInfo = new ProcessStartInfo(command[0])
         {
             UseShellExecute = false,
             RedirectStandardOutput = true,
@@ -69,12 +71,11 @@ public sealed partial class ClusterRun : IAsyncDisposable
             RedirectStandardInput = true,
             WorkingDirectory = workingDirectory ?? TestPaths.SampleDirectory,
         };
-        foreach (var argument in launcher?.Skip(1).Append(TestPaths.Dotnet) ?? [])
+        foreach (var argument in command.Skip(1))
         {
             startInfo.ArgumentList.Add(argument);
         }
 
-        startInfo.ArgumentList.Add(TestPaths.SupervisorDll);
         startInfo.ArgumentList.Add("run");
         startInfo.ArgumentList.Add("--name");
         startInfo.ArgumentList.Add(name);
@@ -130,6 +131,32 @@ public sealed partial class ClusterRun : IAsyncDisposable
         {
             await run.DisposeAsync();
             throw;
+        }
+    }
+
+    /// <summary>Workers that reported ready and are still alive.</summary>
+    public IReadOnlyList<int> ReadyWorkerPids() => [.. _lines.Select(l => WorkerReadyPattern().Match(l)).Where(m => m.Success).Select(m => int.Parse(m.Groups[1].Value)).Distinct().Where(ProcessInfo.IsAlive)];
+
+    /// <summary>Pids of the supervisor's live child processes right now (its workers, whatever was restarted).</summary>
+    public IReadOnlyList<int> LiveWorkerPids() => ProcessInfo.ChildrenOf(Pid);
+
+    /// <summary>The channel token a worker process was started with (read from its environment, as its own uid can).</summary>
+    public static string? TokenOf(int workerPid) => ProcessInfo.EnvironmentOf(workerPid).GetValueOrDefault("KESTREL_CLUSTER_TOKEN");
+
+    /// <summary>
+    /// Opens the runtime folders and both sockets to every user, so that only the supervisor's own SO_PEERCRED
+    /// check stands between another uid and the cluster.
+    /// </summary>
+    public void OpenToOtherUsers()
+    {
+        foreach (var path in new[] { RuntimeRoot, Path.GetDirectoryName(RuntimeFolder)!, RuntimeFolder })
+        {
+            File.SetUnixFileMode(path, (UnixFileMode)0b111_101_101);
+        }
+
+        foreach (var socket in new[] { ChannelPath, Path.Combine(RuntimeFolder, "control.sock") })
+        {
+            File.SetUnixFileMode(socket, (UnixFileMode)0b110_110_110);
         }
     }
 
@@ -279,6 +306,9 @@ public sealed partial class ClusterRun : IAsyncDisposable
 
     [GeneratedRegex(@"Worker (\d+) started \(pid (\d+)")]
     private static partial Regex WorkerStartedPattern();
+
+    [GeneratedRegex(@"Worker \d+ ready \(pid (\d+)")]
+    private static partial Regex WorkerReadyPattern();
 
     [GeneratedRegex(@"Listening on (\S+)$")]
     private static partial Regex ListeningPattern();

@@ -58,6 +58,95 @@ internal static partial class ProcessInfo
 
     public static void Signal(int pid, int signal) => _ = kill(pid, signal);
 
+    /// <summary>Live processes whose parent is <paramref name="parentPid"/>.</summary>
+    public static IReadOnlyList<int> ChildrenOf(int parentPid)
+    {
+        var children = new List<int>();
+        foreach (var directory in Directory.EnumerateDirectories("/proc"))
+        {
+            if (int.TryParse(Path.GetFileName(directory), out var pid) && Stat(pid) is { } stat && stat.ParentPid == parentPid && stat.State is not ('Z' or 'X'))
+            {
+                children.Add(pid);
+            }
+        }
+
+        return children;
+    }
+
+    public static IReadOnlyDictionary<string, string> EnvironmentOf(int pid)
+    {
+        try
+        {
+            return File.ReadAllText($"/proc/{pid}/environ").Split('\0', StringSplitOptions.RemoveEmptyEntries)
+                .Select(e => e.Split('=', 2)).Where(e => e.Length == 2).GroupBy(e => e[0]).ToDictionary(g => g.Key, g => g.First()[1]);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            return new Dictionary<string, string>();
+        }
+    }
+
+    /// <summary>
+    /// Open file descriptors of a process (/proc/pid/fd), or -1 when it is gone. The runtime keeps each assembly it
+    /// loads open, lazily and for good (even when idle); those are not counted, since they are not per connection.
+    /// </summary>
+    public static int FdCount(int pid)
+    {
+        var targets = FdTargets(pid);
+        return targets.Count == 0 ? -1 : targets.Count(t => !t.EndsWith(".dll", StringComparison.Ordinal));
+    }
+
+    /// <summary>What each open fd of a process points at ("socket:[123]", "/dev/null", "anon_inode:[eventpoll]"...).</summary>
+    public static IReadOnlyList<string> FdTargets(int pid)
+    {
+        try
+        {
+            return [.. Directory.GetFileSystemEntries($"/proc/{pid}/fd").Select(f =>
+            {
+                try
+                {
+                    return $"{Path.GetFileName(f)} -> {new FileInfo(f).LinkTarget}";
+                }
+                catch (IOException)
+                {
+                    return $"{Path.GetFileName(f)} -> (gone)";
+                }
+            })];
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            return [];
+        }
+    }
+
+    /// <summary>Resident memory in KiB (VmRSS of /proc/pid/status), or -1 when it is gone.</summary>
+    public static long RssKiB(int pid)
+    {
+        try
+        {
+            var line = File.ReadLines($"/proc/{pid}/status").FirstOrDefault(l => l.StartsWith("VmRSS:", StringComparison.Ordinal));
+            return line is null ? -1 : long.Parse(line["VmRSS:".Length..].Trim().Split(' ')[0]);
+        }
+        catch (IOException)
+        {
+            return -1;
+        }
+    }
+
+    private static (char State, int ParentPid)? Stat(int pid)
+    {
+        try
+        {
+            var stat = File.ReadAllText($"/proc/{pid}/stat");
+            var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+            return (fields[0][0], int.Parse(fields[1]));
+        }
+        catch (Exception ex) when (ex is IOException or FormatException or IndexOutOfRangeException)
+        {
+            return null;
+        }
+    }
+
     public static async Task<bool> WaitUntilGoneAsync(IEnumerable<int> pids, TimeSpan timeout)
     {
         var deadline = DateTime.UtcNow + timeout;

@@ -1,0 +1,104 @@
+using KestrelCluster.Supervisor.Cli;
+using KestrelCluster.Supervisor.Control;
+using KestrelCluster.Supervisor.Workers;
+using Microsoft.Extensions.Logging;
+
+namespace KestrelCluster.Supervisor.Hosting;
+
+// One supervisor run without the process around it: Program adds signals and the console, and
+// ClusterApplicationFactory (KestrelCluster.Testing) hosts it inside a test process.
+internal sealed class ClusterHost : IAsyncDisposable
+{
+    private readonly ClusterSupervisor _supervisor;
+
+    private ClusterHost(ClusterSupervisor supervisor, RuntimeDirectory runtimeDirectory, CancellationToken cancellationToken)
+    {
+        _supervisor = supervisor;
+        RuntimeFolder = runtimeDirectory.Path;
+        ChannelSocketPath = runtimeDirectory.ChannelSocketPath;
+        Completion = Task.Run(async () =>
+        {
+            try
+            {
+                return await supervisor.RunAsync(cancellationToken).ConfigureAwait(false);
+            }
+            finally
+            {
+                // Kills whatever is left, then removes the sockets.
+                supervisor.Dispose();
+                runtimeDirectory.Dispose();
+            }
+        }, CancellationToken.None);
+    }
+
+    /// <summary>The run's exit code (0 after a clean stop), once every worker is gone.</summary>
+    public Task<int> Completion { get; }
+
+    public string RuntimeFolder { get; }
+
+    /// <summary>Every worker has it in <c>KESTREL_CLUSTER_CHANNEL</c>: it finds them, whatever their pid.</summary>
+    public string ChannelSocketPath { get; }
+
+    public IReadOnlyList<string> ListenAddresses => _supervisor.ListenAddresses;
+
+    /// <summary>
+    /// Resolves the workers' command (unless given), creates the runtime folder and starts the supervisor.
+    /// Throws <see cref="CommandLineException"/> for bad input; cancelling the token later stops the run gracefully.
+    /// </summary>
+    public static async Task<ClusterHost> StartAsync(
+        RunOptions options,
+        ILoggerFactory loggerFactory,
+        TextWriter output,
+        TextWriter error,
+        CancellationToken cancellationToken,
+        WorkerCommand? command = null,
+        string? runtimeRoot = null)
+    {
+        command ??= await WorkerCommand.ResolveAsync(options, error, cancellationToken).ConfigureAwait(false);
+        cancellationToken.ThrowIfCancellationRequested();
+        var runtimeDirectory = RuntimeDirectory.Create(options.Name ?? SafeName(command.AppName), runtimeRoot);
+        ClusterSupervisor supervisor;
+        try
+        {
+            supervisor = new ClusterSupervisor(options, command, runtimeDirectory, loggerFactory.CreateLogger("kestrel-cluster"), output, error);
+        }
+        catch
+        {
+            runtimeDirectory.Dispose();
+            throw;
+        }
+
+        return new ClusterHost(supervisor, runtimeDirectory, cancellationToken);
+    }
+
+    public void RequestStop(string reason) => _supervisor.RequestStop(reason);
+
+    public void RequestReload(string reason) => _supervisor.RequestReload(reason);
+
+    /// <summary>A control request (list, reload, scale, stop) through the supervisor loop, as the control socket sends it.</summary>
+    public async Task<ControlResponse> SendAsync(ControlRequest request, CancellationToken cancellationToken)
+    {
+        if (Completion.IsCompleted)
+        {
+            return ControlResponse.Failure("the cluster has stopped");
+        }
+
+        var response = _supervisor.ExecuteAsync(request);
+        // A request posted after the loop ended is never answered.
+        var first = await Task.WhenAny(response, Completion).WaitAsync(cancellationToken).ConfigureAwait(false);
+        return first == response ? await response.ConfigureAwait(false) : ControlResponse.Failure("the cluster has stopped");
+    }
+
+    public static string SafeName(string appName)
+    {
+        var name = new string(appName.Select(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.' ? c : '-').ToArray());
+        return name.Length is > 0 and <= 64 ? name : "app";
+    }
+
+    /// <summary>Stops gracefully (drain up to the kill timeout, then kill) and waits until every worker is gone.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        _supervisor.RequestStop("disposed");
+        await Completion.ConfigureAwait(false);
+    }
+}

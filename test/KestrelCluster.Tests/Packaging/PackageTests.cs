@@ -1,0 +1,116 @@
+using KestrelCluster.Tests.Infrastructure;
+using System.IO.Compression;
+using System.Text.RegularExpressions;
+using Xunit.Abstractions;
+
+namespace KestrelCluster.Tests.Packaging;
+
+/// <summary>
+/// What a user does with the packages: install the tool from a folder and run an app clustered with it, and
+/// build a project against KestrelCluster.Transport and KestrelCluster.Testing restored from that folder.
+/// </summary>
+public sealed partial class PackageTests(PackedPackages packages, ITestOutputHelper output) : IClassFixture<PackedPackages>
+{
+    [Fact]
+    public void Pack_ThreePackages_OneVersionWithReadmesAndXmlDocs()
+    {
+        output.WriteLine(packages.PackOutput);
+
+        var files = Directory.GetFiles(packages.Folder, "*.nupkg").Select(Path.GetFileName).Order(StringComparer.Ordinal).ToList();
+
+        Assert.Equal([$"KestrelCluster.Testing.{packages.Version}.nupkg", $"KestrelCluster.Transport.{packages.Version}.nupkg", $"kestrel-cluster.{packages.Version}.nupkg"], files);
+        AssertEntries("KestrelCluster.Transport", "README.md", "lib/net10.0/KestrelCluster.Transport.dll", "lib/net10.0/KestrelCluster.Transport.xml");
+        // The Testing package carries the supervisor assembly: the tool package cannot be a library dependency.
+        AssertEntries("KestrelCluster.Testing", "README.md", "lib/net10.0/KestrelCluster.Testing.dll", "lib/net10.0/KestrelCluster.Testing.xml", "lib/net10.0/kestrel-cluster.dll");
+        AssertEntries("kestrel-cluster", "README.md", "tools/net10.0/any/DotnetToolSettings.xml", "tools/net10.0/any/kestrel-cluster.dll");
+        Assert.DoesNotContain("<dependency id=\"kestrel-cluster\"", Nuspec("KestrelCluster.Testing"));
+        Assert.Contains("<packageType name=\"DotnetTool\"", Nuspec("kestrel-cluster"));
+    }
+
+    [Fact]
+    public async Task ToolInstall_FromLocalFolder_RunsTheSampleClusteredAndAnswers()
+    {
+        var toolPath = Path.Combine(packages.Root, "tools");
+        var (installExit, installOutput) = await packages.RunAsync(TestPaths.Dotnet,
+            ["tool", "install", "--tool-path", toolPath, "--add-source", packages.Folder, "--configfile", packages.NuGetConfig, "kestrel-cluster", "--version", packages.Version],
+            packages.Root, PackedPackages.CommandTimeout);
+        output.WriteLine(installOutput);
+        Assert.True(installExit == 0, $"dotnet tool install failed ({installExit}): {installOutput}");
+        var tool = Path.Combine(toolPath, "kestrel-cluster");
+
+        var (versionExit, version) = await packages.RunAsync(tool, ["--version"], packages.Root, PackedPackages.CommandTimeout);
+        Assert.Equal(0, versionExit);
+        Assert.StartsWith(packages.Version, version.Trim());
+
+        // ClusterRun adds `run --name <private name>` before and `-- dotnet HelloCluster.dll` after these.
+        await using var run = ClusterRun.Start(output, ["-w", "2", "--urls", "http://127.0.0.1:0"], new Dictionary<string, string>
+        {
+            ["DOTNET_ROOT"] = Path.GetDirectoryName(Path.GetFullPath(new FileInfo(TestPaths.Dotnet).ResolveLinkTarget(true)?.FullName ?? TestPaths.Dotnet))!,
+        }, supervisorCommand: [tool]);
+        await run.WaitForLineAsync(AllReady(), ClusterRun.StartTimeout);
+        using var client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{run.Port}"), Timeout = TimeSpan.FromSeconds(30) };
+
+        var answer = await client.GetStringAsync("/");
+
+        Assert.Equal(2, run.WorkerPids.Count);
+        Assert.Contains(answer, run.WorkerPids.Select(pid => $"Hello from {pid}"));
+        Assert.DoesNotContain(run.Pid, run.WorkerPids);
+    }
+
+    [Fact]
+    public async Task ConsumerProject_RestoredFromLocalFolder_RunsClusterApplicationFactory()
+    {
+        var project = Path.Combine(packages.Root, "consumer");
+        Directory.CreateDirectory(project);
+        foreach (var file in Directory.GetFiles(Path.Combine(TestPaths.RepoRoot, "test", "PackageConsumer")))
+        {
+            File.Copy(file, Path.Combine(project, Path.GetFileName(file)));
+        }
+
+        var (buildExit, buildOutput) = await packages.RunAsync(TestPaths.Dotnet,
+            ["build", project, "-c", "Release", "-o", Path.Combine(project, "out"), $"-p:KestrelClusterVersion={packages.Version}", $"-p:RestoreConfigFile={packages.NuGetConfig}", $"-p:RestoreAdditionalProjectSources={packages.Folder}", "-nologo", "-v", "q"],
+            project, PackedPackages.CommandTimeout);
+        output.WriteLine(buildOutput);
+        Assert.True(buildExit == 0, $"the consumer's build failed ({buildExit}): {buildOutput}");
+
+        var (runExit, runOutput) = await packages.RunAsync(TestPaths.Dotnet, [Path.Combine(project, "out", "PackageConsumer.dll")], project, PackedPackages.CommandTimeout);
+        output.WriteLine(runOutput);
+
+        Assert.Equal(0, runExit);
+        var workers = WorkersLine().Match(runOutput).Groups[1].Value.Split(',', StringSplitOptions.RemoveEmptyEntries).Select(int.Parse).ToList();
+        Assert.Equal(2, workers.Count);
+        Assert.Contains(AnswerLine().Match(runOutput).Groups[1].Value, workers.Select(pid => $"Hello from {pid}"));
+        Assert.All(workers, pid => Assert.False(ProcessInfo.IsAlive(pid), $"worker pid {pid} outlived the consumer"));
+
+        // The same program, ending without disposing its factory: the process-exit hook kills the workers.
+        var (leakExit, leakOutput) = await packages.RunAsync(TestPaths.Dotnet, [Path.Combine(project, "out", "PackageConsumer.dll"), "--no-dispose"], project, PackedPackages.CommandTimeout);
+        output.WriteLine(leakOutput);
+        Assert.Equal(0, leakExit);
+        var leaked = WorkersLine().Match(leakOutput).Groups[1].Value.Split(',', StringSplitOptions.RemoveEmptyEntries).Select(int.Parse).ToList();
+        Assert.Equal(2, leaked.Count);
+        Assert.All(leaked, pid => Assert.False(ProcessInfo.IsAlive(pid), $"worker pid {pid} outlived a test process that never disposed its factory"));
+    }
+
+    private void AssertEntries(string id, params string[] expected)
+    {
+        using var zip = ZipFile.OpenRead(Path.Combine(packages.Folder, $"{id}.{packages.Version}.nupkg"));
+        var entries = zip.Entries.Select(e => e.FullName).ToList();
+        Assert.All(expected, path => Assert.Contains(path, entries));
+    }
+
+    private string Nuspec(string id)
+    {
+        using var zip = ZipFile.OpenRead(Path.Combine(packages.Folder, $"{id}.{packages.Version}.nupkg"));
+        using var reader = new StreamReader(zip.GetEntry($"{id}.nuspec")!.Open());
+        return reader.ReadToEnd();
+    }
+
+    [GeneratedRegex("All 2 workers ready")]
+    private static partial Regex AllReady();
+
+    [GeneratedRegex(@"^workers: ([\d,]+)$", RegexOptions.Multiline)]
+    private static partial Regex WorkersLine();
+
+    [GeneratedRegex(@"^answer: (.+)$", RegexOptions.Multiline)]
+    private static partial Regex AnswerLine();
+}

@@ -1,0 +1,114 @@
+using KestrelCluster.Tests.Infrastructure;
+using System.Diagnostics;
+using System.Xml.Linq;
+
+namespace KestrelCluster.Tests.Packaging;
+
+/// <summary>
+/// eng/pack.sh run once into a private temp folder, with a NuGet setup that sees only that folder: a private
+/// global packages folder (a package cached from an earlier pack of the same version would hide this one) and a
+/// config whose only source is the folder.
+/// </summary>
+public sealed class PackedPackages : IAsyncLifetime
+{
+    public static readonly TimeSpan PackTimeout = TimeSpan.FromMinutes(5);
+    public static readonly TimeSpan CommandTimeout = TimeSpan.FromMinutes(3);
+
+    public string Root { get; } = TestPaths.NewTempDirectory();
+
+    public string Folder => Path.Combine(Root, "packages");
+
+    public string NuGetConfig => Path.Combine(Root, "nuget.config");
+
+    public string PackOutput { get; private set; } = "";
+
+    /// <summary>The one version, from Directory.Build.props.</summary>
+    public string Version { get; } = XDocument.Load(Path.Combine(TestPaths.RepoRoot, "Directory.Build.props")).Descendants("Version").Single().Value;
+
+    public async Task InitializeAsync()
+    {
+        File.WriteAllText(NuGetConfig, """
+            <?xml version="1.0" encoding="utf-8"?>
+            <configuration>
+              <packageSources>
+                <clear />
+              </packageSources>
+            </configuration>
+            """);
+        var (exitCode, output) = await RunAsync("bash", [Path.Combine(TestPaths.RepoRoot, "eng", "pack.sh"), Folder], TestPaths.RepoRoot, PackTimeout);
+        PackOutput = output;
+        if (exitCode != 0)
+        {
+            throw new InvalidOperationException($"eng/pack.sh failed ({exitCode}):\n{output}");
+        }
+    }
+
+    /// <summary>Runs a command with the NuGet setup above and no build servers; kills it (and its children) on timeout.</summary>
+    public async Task<(int ExitCode, string Output)> RunAsync(string fileName, IEnumerable<string> arguments, string workingDirectory, TimeSpan timeout)
+    {
+        var startInfo = new ProcessStartInfo(fileName)
+        {
+            UseShellExecute = false,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            WorkingDirectory = workingDirectory,
+        };
+        foreach (var argument in arguments)
+        {
+            startInfo.ArgumentList.Add(argument);
+        }
+
+        // The test host inherits MSBuild's variables from `dotnet test`; a nested build must not.
+        foreach (var name in startInfo.Environment.Keys.Where(k => k.StartsWith("MSBuild", StringComparison.OrdinalIgnoreCase)).ToList())
+        {
+            startInfo.Environment.Remove(name);
+        }
+
+        startInfo.Environment["NUGET_PACKAGES"] = Path.Combine(Root, "nuget-cache");
+        startInfo.Environment["MSBUILDDISABLENODEREUSE"] = "1";
+        startInfo.Environment["DOTNET_CLI_USE_MSBUILD_SERVER"] = "0";
+        startInfo.Environment["UseSharedCompilation"] = "false";
+        startInfo.Environment["DOTNET_NOLOGO"] = "1";
+        startInfo.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
+        startInfo.Environment["DOTNET_ROOT"] = Path.GetDirectoryName(Path.GetFullPath(ResolveLinks(TestPaths.Dotnet)))!;
+        startInfo.Environment.Remove("KESTREL_CLUSTER_CHANNEL");
+
+        using var process = Process.Start(startInfo)!;
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        try
+        {
+            await process.WaitForExitAsync().WaitAsync(timeout);
+        }
+        catch (TimeoutException)
+        {
+            process.Kill(entireProcessTree: true);
+            throw new TimeoutException($"{fileName} {string.Join(' ', startInfo.ArgumentList)} did not finish within {timeout.TotalSeconds} s");
+        }
+
+        return (process.ExitCode, await stdout + await stderr);
+    }
+
+    private static string ResolveLinks(string path)
+    {
+        if (!Path.IsPathRooted(path))
+        {
+            path = Environment.GetEnvironmentVariable("PATH")!.Split(':').Select(d => Path.Combine(d, path)).FirstOrDefault(File.Exists) ?? path;
+        }
+
+        return new FileInfo(path).ResolveLinkTarget(returnFinalTarget: true)?.FullName ?? path;
+    }
+
+    public Task DisposeAsync()
+    {
+        try
+        {
+            Directory.Delete(Root, recursive: true);
+        }
+        catch (IOException)
+        {
+        }
+
+        return Task.CompletedTask;
+    }
+}
