@@ -1,13 +1,5 @@
-using System.Threading.Channels;
-using KestrelCluster.Interop;
-using KestrelCluster.Protocol;
-using KestrelCluster.Supervisor.Accept;
-using KestrelCluster.Supervisor.Admin;
-using KestrelCluster.Supervisor.Cli;
 using KestrelCluster.Supervisor.Control;
-using KestrelCluster.Supervisor.Distribution;
 using KestrelCluster.Supervisor.Workers;
-using Microsoft.Extensions.Logging;
 
 namespace KestrelCluster.Supervisor.Hosting;
 
