@@ -2,6 +2,7 @@ using System.Net.Sockets;
 using System.Text.Json;
 using KestrelCluster.Interop;
 using KestrelCluster.Protocol;
+using KestrelCluster.Supervisor.Hosting;
 
 namespace KestrelCluster.Supervisor.Control;
 
@@ -11,50 +12,19 @@ internal sealed class ControlServer : IDisposable
 {
     private static readonly TimeSpan RequestTimeout = TimeSpan.FromSeconds(10);
 
-    private readonly Socket _listenSocket;
+    private readonly PrivateSocketListener _listener;
     private readonly Func<ControlRequest, Task<ControlResponse>> _execute;
     private readonly Action<PeerCredentials?, string> _refused;
-    private readonly CancellationTokenSource _stopping = new();
     private readonly uint _userId = Libc.GetEffectiveUserId();
-    private readonly List<Task> _inFlight = [];
 
     public ControlServer(string path, Func<ControlRequest, Task<ControlResponse>> execute, Action<PeerCredentials?, string> refused)
     {
         _execute = execute;
         _refused = refused;
-        _listenSocket = ChannelSocket.CreateSocket();
-        _listenSocket.Bind(new UnixDomainSocketEndPoint(path));
-        File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
-        _listenSocket.Listen(16);
+        _listener = new PrivateSocketListener(path, backlog: 16);
     }
 
-    public void Start() => _ = Task.Run(AcceptLoopAsync);
-
-    private async Task AcceptLoopAsync()
-    {
-        while (!_stopping.IsCancellationRequested)
-        {
-            Socket peer;
-            try
-            {
-                peer = await _listenSocket.AcceptAsync(_stopping.Token).ConfigureAwait(false);
-            }
-            catch (Exception ex) when (ex is OperationCanceledException or ObjectDisposedException)
-            {
-                return;
-            }
-            catch (SocketException)
-            {
-                continue;
-            }
-
-            lock (_inFlight)
-            {
-                _inFlight.RemoveAll(t => t.IsCompleted);
-                _inFlight.Add(Task.Run(() => ServeAsync(peer)));
-            }
-        }
-    }
+    public void Start() => _listener.Start(ServeAsync);
 
     private async Task ServeAsync(Socket peer)
     {
@@ -82,7 +52,7 @@ internal sealed class ControlServer : IDisposable
 
     private async Task<ControlRequest> ReceiveRequestAsync(ChannelSocket socket)
     {
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token);
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(_listener.Stopping);
         timeout.CancelAfter(RequestTimeout);
         var buffer = new byte[FrameLimits.MaxFrameSize];
         var fds = new int[FrameLimits.MaxFdsPerFrame];
@@ -109,26 +79,7 @@ internal sealed class ControlServer : IDisposable
             ?? throw new InvalidFrameException("empty request");
 
     /// <summary>Lets answers already being sent (e.g. to `stop`) reach their clients.</summary>
-    public async Task FlushAsync(TimeSpan timeout)
-    {
-        Task[] pending;
-        lock (_inFlight)
-        {
-            pending = [.. _inFlight];
-        }
+    public Task FlushAsync(TimeSpan timeout) => _listener.FlushAsync(timeout);
 
-        try
-        {
-            await Task.WhenAll(pending).WaitAsync(timeout).ConfigureAwait(false);
-        }
-        catch (TimeoutException)
-        {
-        }
-    }
-
-    public void Dispose()
-    {
-        _stopping.Cancel();
-        _listenSocket.Dispose();
-    }
+    public void Dispose() => _listener.Dispose();
 }

@@ -3,6 +3,7 @@ using System.Security.Cryptography;
 using System.Text;
 using KestrelCluster.Interop;
 using KestrelCluster.Protocol;
+using KestrelCluster.Supervisor.Hosting;
 
 namespace KestrelCluster.Supervisor.Workers;
 
@@ -13,11 +14,10 @@ internal sealed class ChannelServer : IDisposable
 {
     private static readonly TimeSpan HelloTimeout = TimeSpan.FromSeconds(10);
 
-    private readonly Socket _listenSocket;
+    private readonly PrivateSocketListener _listener;
     private readonly Func<string, Func<WorkerInstance, bool>, WorkerInstance?> _claimToken;
     private readonly Action<WorkerInstance, ChannelSocket, PeerCredentials> _admitted;
     private readonly Action<PeerCredentials?, string> _refused;
-    private readonly CancellationTokenSource _stopping = new();
     private readonly uint _userId = Libc.GetEffectiveUserId();
 
     public ChannelServer(
@@ -29,35 +29,10 @@ internal sealed class ChannelServer : IDisposable
         _claimToken = claimToken;
         _admitted = admitted;
         _refused = refused;
-        _listenSocket = ChannelSocket.CreateSocket();
-        _listenSocket.Bind(new UnixDomainSocketEndPoint(path));
-        File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
-        _listenSocket.Listen(128);
+        _listener = new PrivateSocketListener(path, backlog: 128);
     }
 
-    public void Start() => _ = Task.Run(AcceptLoopAsync);
-
-    private async Task AcceptLoopAsync()
-    {
-        while (!_stopping.IsCancellationRequested)
-        {
-            Socket peer;
-            try
-            {
-                peer = await _listenSocket.AcceptAsync(_stopping.Token).ConfigureAwait(false);
-            }
-            catch (Exception ex) when (ex is OperationCanceledException or ObjectDisposedException)
-            {
-                return;
-            }
-            catch (SocketException)
-            {
-                continue;
-            }
-
-            _ = Task.Run(() => AdmitAsync(peer));
-        }
-    }
+    public void Start() => _listener.Start(AdmitAsync);
 
     private async Task AdmitAsync(Socket peerSocket)
     {
@@ -72,7 +47,7 @@ internal sealed class ChannelServer : IDisposable
                 return;
             }
 
-            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token);
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(_listener.Stopping);
             timeout.CancelAfter(HelloTimeout);
             var (pid, token) = await ReceiveHelloAsync(socket, timeout.Token).ConfigureAwait(false);
             var peerPid = credentials.Value.ProcessId;
@@ -160,9 +135,5 @@ internal sealed class ChannelServer : IDisposable
     public static bool TokensEqual(string a, string b)
         => CryptographicOperations.FixedTimeEquals(Encoding.UTF8.GetBytes(a), Encoding.UTF8.GetBytes(b));
 
-    public void Dispose()
-    {
-        _stopping.Cancel();
-        _listenSocket.Dispose();
-    }
+    public void Dispose() => _listener.Dispose();
 }
