@@ -21,22 +21,11 @@ internal static class ControlClient
             socket.Send(JsonSerializer.SerializeToUtf8Bytes(request, ControlJson.Default.ControlRequest));
             var buffer = new byte[FrameLimits.MaxFrameSize];
             var fds = new int[FrameLimits.MaxFdsPerFrame];
-            while (true)
-            {
-                await socket.WaitReadableAsync(cancellation.Token).ConfigureAwait(false);
-                var status = socket.TryReceive(buffer, fds, out var length, out var fdCount);
-                ChannelSocket.CloseAll(fds.AsSpan(0, fdCount));
-                switch (status)
-                {
-                    case ReceiveStatus.WouldBlock:
-                        continue;
-                    case ReceiveStatus.Frame:
-                        return JsonSerializer.Deserialize(buffer.AsSpan(0, length), ControlJson.Default.ControlResponse)
-                            ?? throw new CommandLineException("the cluster sent an empty answer.");
-                    default:
-                        throw new CommandLineException($"the cluster closed the control connection without answering ({path}).");
-                }
-            }
+            var (status, length, fdCount) = await socket.ReceiveOneAsync(buffer, fds, cancellation.Token).ConfigureAwait(false);
+            ChannelSocket.CloseAll(fds.AsSpan(0, fdCount));
+            return status == ReceiveStatus.Frame
+                ? JsonSerializer.Deserialize(buffer.AsSpan(0, length), ControlJson.Default.ControlResponse) ?? throw new CommandLineException("the cluster sent an empty answer.")
+                : throw new CommandLineException($"the cluster closed the control connection without answering ({path}).");
         }
         catch (SocketException ex)
         {

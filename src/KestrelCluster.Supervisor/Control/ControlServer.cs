@@ -56,21 +56,13 @@ internal sealed class ControlServer : IDisposable
         timeout.CancelAfter(RequestTimeout);
         var buffer = new byte[FrameLimits.MaxFrameSize];
         var fds = new int[FrameLimits.MaxFdsPerFrame];
-        while (true)
+        var (status, length, fdCount) = await socket.ReceiveOneAsync(buffer, fds, timeout.Token).ConfigureAwait(false);
+        ChannelSocket.CloseAll(fds.AsSpan(0, fdCount));
+        return status switch
         {
-            await socket.WaitReadableAsync(timeout.Token).ConfigureAwait(false);
-            var status = socket.TryReceive(buffer, fds, out var length, out var fdCount);
-            ChannelSocket.CloseAll(fds.AsSpan(0, fdCount));
-            switch (status)
-            {
-                case ReceiveStatus.WouldBlock:
-                    continue;
-                case ReceiveStatus.Frame when fdCount == 0:
-                    return ParseRequest(buffer.AsSpan(0, length));
-                default:
-                    throw new InvalidFrameException(status == ReceiveStatus.Closed ? "closed before a request" : "malformed request");
-            }
-        }
+            ReceiveStatus.Frame when fdCount == 0 => ParseRequest(buffer.AsSpan(0, length)),
+            _ => throw new InvalidFrameException(status == ReceiveStatus.Closed ? "closed before a request" : "malformed request"),
+        };
     }
 
     /// <summary>Decodes one request; throws InvalidFrameException or JsonException for anything else.</summary>

@@ -88,28 +88,19 @@ internal sealed class ChannelServer : IDisposable
     {
         var buffer = new byte[FrameLimits.MaxFrameSize];
         var fds = new int[FrameLimits.MaxFdsPerFrame];
-        while (true)
+        var (status, length, fdCount) = await socket.ReceiveOneAsync(buffer, fds, cancellationToken).ConfigureAwait(false);
+        if (fdCount > 0)
         {
-            await socket.WaitReadableAsync(cancellationToken).ConfigureAwait(false);
-            var status = socket.TryReceive(buffer, fds, out var length, out var fdCount);
-            if (status == ReceiveStatus.WouldBlock)
-            {
-                continue;
-            }
-
-            if (fdCount > 0)
-            {
-                ChannelSocket.CloseAll(fds.AsSpan(0, fdCount));
-                throw new InvalidFrameException("hello carried file descriptors");
-            }
-
-            if (status != ReceiveStatus.Frame)
-            {
-                throw new InvalidFrameException(status == ReceiveStatus.Closed ? "closed before hello" : "oversized hello");
-            }
-
-            return ParseHello(buffer.AsSpan(0, length));
+            ChannelSocket.CloseAll(fds.AsSpan(0, fdCount));
+            throw new InvalidFrameException("hello carried file descriptors");
         }
+
+        if (status != ReceiveStatus.Frame)
+        {
+            throw new InvalidFrameException(status == ReceiveStatus.Closed ? "closed before hello" : "oversized hello");
+        }
+
+        return ParseHello(buffer.AsSpan(0, length));
     }
 
     /// <summary>Decodes a peer's first frame; throws InvalidFrameException for anything but a hello.</summary>

@@ -221,30 +221,22 @@ internal sealed class SupervisorChannel : IAsyncDisposable
     {
         var buffer = new byte[FrameLimits.MaxFrameSize];
         var fds = new int[FrameLimits.MaxFdsPerFrame];
-        while (true)
+        var (status, length, fdCount) = await socket.ReceiveOneAsync(buffer, fds, cancellationToken).ConfigureAwait(false);
+        ChannelSocket.CloseAll(fds.AsSpan(0, fdCount));
+        if (status != ReceiveStatus.Frame)
         {
-            await socket.WaitReadableAsync(cancellationToken).ConfigureAwait(false);
-            var status = socket.TryReceive(buffer, fds, out var length, out var fdCount);
-            ChannelSocket.CloseAll(fds.AsSpan(0, fdCount));
-            switch (status)
-            {
-                case ReceiveStatus.WouldBlock:
-                    continue;
-                case ReceiveStatus.Frame:
-                    var reader = new FrameReader(buffer.AsSpan(0, length));
-                    if (reader.Type != FrameType.Welcome)
-                    {
-                        throw new InvalidFrameException($"expected Welcome, got {reader.Type}");
-                    }
-
-                    WorkerId = reader.ReadInt32();
-                    Generation = reader.ReadInt32();
-                    reader.EnsureEnd();
-                    return;
-                default:
-                    throw new InvalidFrameException("the supervisor refused this worker (wrong token or user)");
-            }
+            throw new InvalidFrameException("the supervisor refused this worker (wrong token or user)");
         }
+
+        var reader = new FrameReader(buffer.AsSpan(0, length));
+        if (reader.Type != FrameType.Welcome)
+        {
+            throw new InvalidFrameException($"expected Welcome, got {reader.Type}");
+        }
+
+        WorkerId = reader.ReadInt32();
+        Generation = reader.ReadInt32();
+        reader.EnsureEnd();
     }
 
     private async Task ReceiveLoopAsync()

@@ -237,3 +237,21 @@ internal sealed unsafe class ChannelSocket : IDisposable
 
     public void Dispose() => Socket.Dispose();
 }
+
+// Outside the unsafe class: an async method cannot be an unsafe context.
+internal static class ChannelSocketExtensions
+{
+    /// <summary>Waits for one frame, or for the end of the stream: never returns WouldBlock. For one-shot exchanges (hello, a control request).</summary>
+    public static async ValueTask<(ReceiveStatus Status, int Length, int FdCount)> ReceiveOneAsync(this ChannelSocket socket, byte[] buffer, int[] fds, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            await socket.WaitReadableAsync(cancellationToken).ConfigureAwait(false);
+            var status = socket.TryReceive(buffer, fds, out var length, out var fdCount);
+            if (status != ReceiveStatus.WouldBlock)
+            {
+                return (status, length, fdCount);
+            }
+        }
+    }
+}
