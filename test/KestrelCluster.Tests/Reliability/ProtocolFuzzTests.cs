@@ -24,27 +24,15 @@ public sealed class ProtocolFuzzTests(ITestOutputHelper output)
     {
         using var pair = new SocketPair();
         var handler = new RecordingHandler();
-        using var session = new WorkerSession(
-            new WorkerInstance(0, 1, "not-a-real-token", new Process()),
-            new ChannelSocket(pair.Left),
-            new PeerCredentials(Environment.ProcessId, 0, 0),
-            new Dispatcher(TimeSpan.FromSeconds(5)),
-            handler);
+        using var session = NewSession(pair, handler);
         // The session answers every Bind; read the answers so its sends never wait.
         using var drain = new CancellationTokenSource();
         var reader = Task.Run(() => DrainAsync(pair.Right, drain.Token));
 
         var fuzzer = new FrameFuzzer(seed: 7);
-        var outcomes = new Dictionary<string, int>();
-        for (var i = 0; i < Cases; i++)
-        {
-            var frame = fuzzer.NextWorkerFrame();
-            var outcome = Outcome(() => session.Handle(frame), frame);
-            outcomes[outcome] = outcomes.GetValueOrDefault(outcome) + 1;
-        }
+        var outcomes = Tally(fuzzer.NextWorkerFrame, frame => session.Handle(frame));
 
         drain.Cancel();
-        Report(outcomes);
         AssertOnlyExpected(outcomes, "accepted", nameof(InvalidFrameException));
         Assert.True(outcomes.GetValueOrDefault("accepted") > 1000, "the fuzzer should also produce frames the session takes");
         Assert.True(outcomes.GetValueOrDefault(nameof(InvalidFrameException)) > 10_000);
@@ -54,15 +42,8 @@ public sealed class ProtocolFuzzTests(ITestOutputHelper output)
     public void ChannelServer_MalformedHellos_OnlyRejectedAsInvalidFrames()
     {
         var fuzzer = new FrameFuzzer(seed: 11);
-        var outcomes = new Dictionary<string, int>();
-        for (var i = 0; i < Cases; i++)
-        {
-            var frame = fuzzer.NextHello();
-            var outcome = Outcome(() => ChannelServer.ParseHello(frame), frame);
-            outcomes[outcome] = outcomes.GetValueOrDefault(outcome) + 1;
-        }
+        var outcomes = Tally(fuzzer.NextHello, frame => ChannelServer.ParseHello(frame));
 
-        Report(outcomes);
         AssertOnlyExpected(outcomes, "accepted", nameof(InvalidFrameException));
         Assert.True(outcomes.GetValueOrDefault(nameof(InvalidFrameException)) > 10_000);
     }
@@ -71,15 +52,8 @@ public sealed class ProtocolFuzzTests(ITestOutputHelper output)
     public void ControlServer_MalformedRequests_OnlyRejectedAsJsonOrInvalidFrames()
     {
         var fuzzer = new FrameFuzzer(seed: 13);
-        var outcomes = new Dictionary<string, int>();
-        for (var i = 0; i < Cases; i++)
-        {
-            var frame = fuzzer.NextControlRequest();
-            var outcome = Outcome(() => ControlServer.ParseRequest(frame), frame);
-            outcomes[outcome] = outcomes.GetValueOrDefault(outcome) + 1;
-        }
+        var outcomes = Tally(fuzzer.NextControlRequest, frame => ControlServer.ParseRequest(frame));
 
-        Report(outcomes);
         AssertOnlyExpected(outcomes, "accepted", nameof(InvalidFrameException), nameof(JsonException));
         Assert.True(outcomes.GetValueOrDefault(nameof(JsonException)) > 10_000);
     }
@@ -88,16 +62,12 @@ public sealed class ProtocolFuzzTests(ITestOutputHelper output)
     public void EndpointText_RandomBindRequests_ParseOrRefuseWithoutThrowing()
     {
         var fuzzer = new FrameFuzzer(seed: 17);
-        var outcomes = new Dictionary<string, int>();
-        for (var i = 0; i < Cases; i++)
+        var outcomes = Tally(fuzzer.NextWorkerFrame, frame =>
         {
-            var frame = fuzzer.NextWorkerFrame();
             var text = System.Text.Encoding.UTF8.GetString(frame.AsSpan(Math.Min(frame.Length, 5)));
-            var outcome = Outcome(() => EndpointText.TryParse(text, out _), frame);
-            outcomes[outcome] = outcomes.GetValueOrDefault(outcome) + 1;
-        }
+            EndpointText.TryParse(text, out _);
+        });
 
-        Report(outcomes);
         AssertOnlyExpected(outcomes, "accepted");
     }
 
@@ -107,12 +77,7 @@ public sealed class ProtocolFuzzTests(ITestOutputHelper output)
     {
         using var pair = new SocketPair();
         var handler = new RecordingHandler { ThrowOnBind = true };
-        using var session = new WorkerSession(
-            new WorkerInstance(0, 1, "not-a-real-token", new Process()),
-            new ChannelSocket(pair.Left),
-            new PeerCredentials(Environment.ProcessId, 0, 0),
-            new Dispatcher(TimeSpan.FromSeconds(5)),
-            handler);
+        using var session = NewSession(pair, handler);
         session.Start();
 
         pair.Right.Send([(byte)FrameType.Bind, 1, 0, 0, 0, .. "127.0.0.1:0"u8]);
@@ -225,6 +190,28 @@ public sealed class ProtocolFuzzTests(ITestOutputHelper output)
             return Libc.SendMsg(socket.SafeHandle.DangerousGetHandle(), &header, Libc.MSG_NOSIGNAL) >= 0 ? 0 : Errno.Last;
         }
     }
+
+    // Runs the decoder on Cases fuzzed frames and counts what happened to each: "accepted" or the exception's type.
+    private Dictionary<string, int> Tally(Func<byte[]> next, Action<byte[]> decode)
+    {
+        var outcomes = new Dictionary<string, int>();
+        for (var i = 0; i < Cases; i++)
+        {
+            var frame = next();
+            var outcome = Outcome(() => decode(frame), frame);
+            outcomes[outcome] = outcomes.GetValueOrDefault(outcome) + 1;
+        }
+
+        Report(outcomes);
+        return outcomes;
+    }
+
+    private static WorkerSession NewSession(SocketPair pair, RecordingHandler handler) => new(
+        new WorkerInstance(0, 1, "not-a-real-token", new Process()),
+        new ChannelSocket(pair.Left),
+        new PeerCredentials(Environment.ProcessId, 0, 0),
+        new Dispatcher(TimeSpan.FromSeconds(5)),
+        handler);
 
     private static string Outcome(Action decode, byte[] frame)
     {
