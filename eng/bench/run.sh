@@ -21,6 +21,7 @@ WORKERS=${WORKERS:-2}
 SHARE_DURATION=${SHARE_DURATION:-3}
 HANDOFFS=${HANDOFFS:-1000000}     # connections handed off before the supervisor's memory is read (0: skip)
 HANDOFF_LIMIT=${HANDOFF_LIMIT:-180}  # ... but never more seconds than this
+SUPERVISOR=${SUPERVISOR:-aot}     # aot: NativeAOT-published supervisor; jit: framework-dependent
 TARGETS=${TARGETS:-"kestrel round-robin round-robin-untuned least-connections sticky shared nginx node-rr node-none"}
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -82,9 +83,17 @@ wait_http() { # url seconds
 # ---- build ----
 say "building the sample and the supervisor (Release)"
 dotnet publish "$root/samples/HelloCluster" -c Release -o "$work/app" < /dev/null > "$work/build.log" 2>&1
-dotnet publish "$root/src/KestrelCluster.Supervisor" -c Release -o "$work/supervisor" < /dev/null >> "$work/build.log" 2>&1
+# The supervisor as production runs it: NativeAOT (README "Running it in production"); SUPERVISOR=jit for
+# the framework-dependent build that `dotnet run` and the dotnet tool use.
+case $SUPERVISOR in
+    aot) supervisor_build=(-r "linux-$(dpkg --print-architecture | sed 's/amd64/x64/')" -p:PublishAot=true) ;;
+    jit) supervisor_build=() ;;
+    *) echo "kestrel-cluster bench: error: SUPERVISOR must be aot or jit, not '$SUPERVISOR'" >&2; exit 2 ;;
+esac
+dotnet publish "$root/src/KestrelCluster.Supervisor" -c Release "${supervisor_build[@]}" -o "$work/supervisor" < /dev/null >> "$work/build.log" 2>&1 \
+    || { echo "kestrel-cluster bench: error: the supervisor did not build; see $work/build.log" >&2; exit 1; }
 app="$work/app/HelloCluster.dll"
-supervisor="$work/supervisor/kestrel-cluster.dll"
+supervisor="$work/supervisor/kestrel-cluster"
 
 # The runtime settings kestrel-cluster gives its workers by default (README, "Worker environment"): the
 # Kestrels behind nginx get the same, so the comparison is about distribution, not GC settings.
@@ -106,7 +115,7 @@ start_kestrel() { # name [env...]
 start_cluster() { # name mode [env...]
     local name=$1 mode=$2 p; p=$(free_port)
     shift 2
-    (cd "$work/app" && exec env "$@" dotnet "$supervisor" run -n "bench-$name-$$" -w "$WORKERS" --kill-timeout 5 --balance "$mode" \
+    (cd "$work/app" && exec env "$@" "$supervisor" run -n "bench-$name-$$" -w "$WORKERS" --kill-timeout 5 --balance "$mode" \
         --urls "http://127.0.0.1:$p" -- dotnet "$app") > "$work/$name.log" 2>&1 &
     remember $!
     port[$name]=$p
@@ -120,7 +129,7 @@ start_cluster() { # name mode [env...]
     cluster_json "$name" | python3 -c 'import json,sys; [print(w["pid"]) for w in json.load(sys.stdin)["workers"]]' >> "$work/children"
 }
 
-cluster_json() { dotnet "$supervisor" list -n "bench-${1}-$$" --json; }
+cluster_json() { "$supervisor" list -n "bench-${1}-$$" --json; }
 
 start_nginx() {
     local a b p; start_kestrel nginx-kestrel-a "${worker_env[@]}"; start_kestrel nginx-kestrel-b "${worker_env[@]}"

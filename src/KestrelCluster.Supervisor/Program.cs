@@ -50,6 +50,7 @@ internal static class Program
             return Error("kestrel-cluster runs on Linux only (it passes sockets with SCM_RIGHTS).", RunFailed);
         }
 
+        SupervisorProcessSettings.Apply();
         using var loggerFactory = LoggerFactory.Create(logging => logging
             .SetMinimumLevel(LogLevel.Information)
             .AddSimpleConsole(console =>

@@ -52,8 +52,14 @@ internal sealed class ClusterMetrics : IDisposable
     {
         var elapsed = Stopwatch.GetElapsedTime(acceptedTimestamp);
         var seconds = elapsed.TotalSeconds;
-        var bucket = Array.FindIndex(Buckets, b => seconds <= b);
-        Interlocked.Increment(ref _bucketCounts[bucket < 0 ? Buckets.Length : bucket]);
+        // A plain loop: a lambda capturing `seconds` would allocate on every handoff.
+        var bucket = 0;
+        while (bucket < Buckets.Length && seconds > Buckets[bucket])
+        {
+            bucket++;
+        }
+
+        Interlocked.Increment(ref _bucketCounts[bucket]);
         Interlocked.Increment(ref _handoffCount);
         Interlocked.Add(ref _handoffTicks, elapsed.Ticks);
         _handoff.Record(seconds);

@@ -47,7 +47,7 @@ internal sealed class Dispatcher
 
     public long Dispatched { get; private set; }
 
-    /// <summary>Called (under the lock, keep it cheap) when a worker accepts a connection: the accept's Stopwatch timestamp.</summary>
+    /// <summary>Called (on the acknowledging thread, keep it cheap) when a worker accepts a connection: the accept's Stopwatch timestamp.</summary>
     public Action<long>? HandoffCompleted { get; set; }
 
     public long Expired { get; private set; }
@@ -180,9 +180,10 @@ internal sealed class Dispatcher
     /// <summary>Returns false when the sequence is not one this worker holds (a protocol violation).</summary>
     public bool Acknowledge(DispatchTarget target, long sequence, bool accepted)
     {
+        Handoff handoff;
         lock (_gate)
         {
-            if (!target.Unacked.Remove(sequence, out var handoff))
+            if (!target.Unacked.Remove(sequence, out handoff))
             {
                 return false;
             }
@@ -191,8 +192,6 @@ internal sealed class Dispatcher
             {
                 target.Accepted++;
                 Accepted++;
-                Libc.Close(handoff.Fd);
-                HandoffCompleted?.Invoke(handoff.Timestamp);
             }
             else
             {
@@ -206,9 +205,20 @@ internal sealed class Dispatcher
                 }
             }
 
-            DrainWaitingLocked();
-            return true;
+            if (_waiting.Count > 0)
+            {
+                DrainWaitingLocked();
+            }
         }
+
+        if (accepted)
+        {
+            // Outside the lock, which the accept thread wants for the next connection.
+            Libc.Close(handoff.Fd);
+            HandoffCompleted?.Invoke(handoff.Timestamp);
+        }
+
+        return true;
     }
 
     /// <summary>Closes connections that waited longer than allowed; returns how many.</summary>

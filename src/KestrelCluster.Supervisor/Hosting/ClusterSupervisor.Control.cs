@@ -139,8 +139,15 @@ internal sealed partial class ClusterSupervisor
         byte[] json;
         try
         {
+            // Re-written compact; WriteTo needs no reflection (the supervisor is published NativeAOT too).
             using var document = System.Text.Json.JsonDocument.Parse(request.Payload);
-            json = System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(document.RootElement);
+            var compact = new System.Buffers.ArrayBufferWriter<byte>();
+            using (var writer = new System.Text.Json.Utf8JsonWriter(compact))
+            {
+                document.RootElement.WriteTo(writer);
+            }
+
+            json = compact.WrittenSpan.ToArray();
         }
         catch (System.Text.Json.JsonException ex)
         {

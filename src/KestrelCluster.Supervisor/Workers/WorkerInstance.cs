@@ -73,7 +73,7 @@ internal sealed class WorkerInstance : IDisposable
             startInfo.Environment[name] = value;
         }
 
-        foreach (var variable in Hosting.SystemdNotifier.Variables)
+        foreach (var variable in Hosting.SystemdNotifier.Variables.Concat(Hosting.SupervisorProcessSettings.NotForWorkers))
         {
             startInfo.Environment.Remove(variable);
         }

@@ -1,6 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
-using System.Threading.Channels;
+using System.Threading.Tasks.Sources;
 using KestrelCluster.Protocol;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
@@ -8,15 +8,26 @@ using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
 namespace KestrelCluster.Transport;
 
 // One endpoint of the app, bound by the supervisor. Connections the supervisor passes wait here until
-// Kestrel accepts them; only then are they acknowledged. Whatever is still queued when Kestrel unbinds is
+// Kestrel accepts them; only then are they acknowledged. Whatever is still waiting when Kestrel unbinds is
 // refused, so the supervisor hands it to another worker instead of Kestrel closing it unanswered.
-internal sealed class ClusterConnectionListener : IConnectionListener
+//
+// The channel's receive loop adds a whole frame's connections, then wakes Kestrel's accept loop inline (no
+// thread-pool hop). The first AcceptAsync acknowledges every connection waiting at that moment in one Acks
+// frame; the next ones hand those out without another send.
+internal sealed class ClusterConnectionListener : IConnectionListener, IValueTaskSource<bool>
 {
+    // Bounded by the supervisor's window anyway; this only keeps one Acks frame small.
+    private const int MaxAcksAtOnce = 64;
+
     private readonly SupervisorChannel _channel;
     private readonly SocketConnectionContextFactory _contextFactory;
-    private readonly Channel<PassedConnection> _queue = Channel.CreateUnbounded<PassedConnection>(new UnboundedChannelOptions { SingleWriter = true });
     private readonly bool _isTcp;
-    private volatile bool _unbound;
+    private readonly Lock _gate = new();
+    private readonly Queue<PassedConnection> _passed = new();
+    private readonly Queue<int> _acknowledged = new();
+    private ManualResetValueTaskSourceCore<bool> _waiter;
+    private bool _acceptWaiting;
+    private bool _unbound;
 
     public ClusterConnectionListener(int listenerId, EndPoint endPoint, SupervisorChannel channel, SocketConnectionContextFactory contextFactory)
     {
@@ -31,71 +42,156 @@ internal sealed class ClusterConnectionListener : IConnectionListener
 
     public EndPoint EndPoint { get; }
 
-    public bool TryEnqueue(long sequence, int fd) => !_unbound && _queue.Writer.TryWrite(new PassedConnection(sequence, fd));
+    /// <summary>Takes a passed connection; false once Kestrel unbound (the caller refuses it). Call <see cref="Flush"/> after a frame's worth.</summary>
+    public bool TryAdd(long sequence, int fd)
+    {
+        lock (_gate)
+        {
+            if (_unbound)
+            {
+                return false;
+            }
+
+            _passed.Enqueue(new PassedConnection(sequence, fd));
+            return true;
+        }
+    }
+
+    /// <summary>Wakes Kestrel's accept loop, which then runs on the caller's thread until it waits again.</summary>
+    public void Flush() => Wake(canceled: false);
 
     public async ValueTask<ConnectionContext?> AcceptAsync(CancellationToken cancellationToken = default)
     {
-        try
+        using var registration = cancellationToken.CanBeCanceled
+            ? cancellationToken.UnsafeRegister(static state => ((ClusterConnectionListener)state!).Wake(canceled: true), this)
+            : default;
+        while (true)
         {
-            while (await _queue.Reader.WaitToReadAsync(cancellationToken).ConfigureAwait(false))
+            if (TryTake(out var fd))
             {
-                while (_queue.Reader.TryRead(out var passed))
-                {
-                    if (_unbound)
-                    {
-                        Refuse(passed);
-                        continue;
-                    }
+                return Create(fd);
+            }
 
-                    // Acknowledge before Kestrel reads a byte: from here on the connection is this worker's.
-                    _channel.Acknowledge(passed.Sequence, accepted: true);
-                    var socket = new Socket(new SafeSocketHandle(passed.Fd, ownsHandle: true));
-                    if (_isTcp)
-                    {
-                        TrySetNoDelay(socket);
-                    }
+            if (Volatile.Read(ref _unbound) || cancellationToken.IsCancellationRequested)
+            {
+                return null;
+            }
 
-                    var connection = _contextFactory.Create(socket);
-                    _channel.TrackConnection(connection);
-                    return connection;
-                }
+            if (!await new ValueTask<bool>(this, _waiter.Version).ConfigureAwait(false))
+            {
+                return null;
             }
         }
-        catch (OperationCanceledException)
+    }
+
+    // The next acknowledged connection. With none left, acknowledges everything passed so far in one frame
+    // first: from then on those connections are this worker's. With nothing at all, arms the waiter.
+    private bool TryTake(out int fd)
+    {
+        Span<long> sequences = stackalloc long[MaxAcksAtOnce];
+        var count = 0;
+        lock (_gate)
         {
+            if (_acknowledged.TryDequeue(out fd))
+            {
+                return true;
+            }
+
+            while (!_unbound && count < sequences.Length && _passed.TryDequeue(out var passed))
+            {
+                sequences[count++] = passed.Sequence;
+                _acknowledged.Enqueue(passed.Fd);
+            }
+
+            if (count == 0)
+            {
+                if (!_unbound)
+                {
+                    _waiter.Reset();
+                    _acceptWaiting = true;
+                }
+
+                return false;
+            }
         }
 
-        return null;
+        // Before Kestrel reads a byte of any of them (it reads only after AcceptAsync returns).
+        _channel.Acknowledge(sequences[..count], accepted: true);
+        lock (_gate)
+        {
+            return _acknowledged.TryDequeue(out fd);
+        }
+    }
+
+    private ConnectionContext Create(int fd)
+    {
+        var socket = new Socket(new SafeSocketHandle(fd, ownsHandle: true));
+        if (_isTcp)
+        {
+            TrySetNoDelay(socket);
+        }
+
+        var connection = _contextFactory.Create(socket);
+        _channel.TrackConnection(connection);
+        return connection;
+    }
+
+    private void Wake(bool canceled)
+    {
+        lock (_gate)
+        {
+            if (!_acceptWaiting)
+            {
+                return;
+            }
+
+            _acceptWaiting = false;
+        }
+
+        // Outside the lock: the accept loop's continuation runs right here.
+        _waiter.SetResult(!canceled);
     }
 
     public ValueTask UnbindAsync(CancellationToken cancellationToken = default)
     {
-        if (_unbound)
+        List<PassedConnection> refused;
+        lock (_gate)
         {
-            return ValueTask.CompletedTask;
+            if (_unbound)
+            {
+                return ValueTask.CompletedTask;
+            }
+
+            _unbound = true;
+            refused = [.. _passed];
+            _passed.Clear();
         }
 
-        _unbound = true;
         _channel.Unbind(this);
-        _queue.Writer.TryComplete();
-        while (_queue.Reader.TryRead(out var passed))
+        foreach (var passed in refused)
         {
-            Refuse(passed);
+            ChannelSocket.CloseAll([passed.Fd]);
+            _channel.Acknowledge([passed.Sequence], accepted: false);
         }
 
+        // Connections acknowledged already are still handed to Kestrel; then AcceptAsync returns null.
+        Wake(canceled: false);
         return ValueTask.CompletedTask;
     }
 
     public async ValueTask DisposeAsync()
     {
         await UnbindAsync().ConfigureAwait(false);
-        _contextFactory.Dispose();
-    }
+        lock (_gate)
+        {
+            // Acknowledged but never taken by Kestrel (it stopped accepting first): nobody will serve them.
+            while (_acknowledged.TryDequeue(out var fd))
+            {
+                ChannelSocket.CloseAll([fd]);
+            }
+        }
 
-    private void Refuse(PassedConnection passed)
-    {
-        ChannelSocket.CloseAll([passed.Fd]);
-        _channel.Acknowledge(passed.Sequence, accepted: false);
+        _contextFactory.Dispose();
     }
 
     private static void TrySetNoDelay(Socket socket)
@@ -110,6 +206,13 @@ internal sealed class ClusterConnectionListener : IConnectionListener
             // The client may already be gone; Kestrel will see that on its first read.
         }
     }
+
+    bool IValueTaskSource<bool>.GetResult(short token) => _waiter.GetResult(token);
+
+    ValueTaskSourceStatus IValueTaskSource<bool>.GetStatus(short token) => _waiter.GetStatus(token);
+
+    void IValueTaskSource<bool>.OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags)
+        => _waiter.OnCompleted(continuation, state, token, flags);
 
     private readonly record struct PassedConnection(long Sequence, int Fd);
 }

@@ -122,18 +122,22 @@ internal sealed class SupervisorChannel : IAsyncDisposable
         ClusterTransportLog.ReportedReady(_logger, WorkerId, Generation);
     }
 
-    public void Acknowledge(long sequence, bool accepted)
+    public void Acknowledge(ReadOnlySpan<long> sequences, bool accepted)
     {
-        if (_closed)
+        if (_closed || sequences.IsEmpty)
         {
             return;
         }
 
-        Span<byte> buffer = stackalloc byte[16];
+        Span<byte> buffer = stackalloc byte[3 + (sequences.Length * 9)];
         var writer = new FrameWriter(buffer, FrameType.Acks);
-        writer.WriteUInt16(1);
-        writer.WriteInt64(sequence);
-        writer.WriteByte(accepted ? (byte)1 : (byte)0);
+        writer.WriteUInt16((ushort)sequences.Length);
+        foreach (var sequence in sequences)
+        {
+            writer.WriteInt64(sequence);
+            writer.WriteByte(accepted ? (byte)1 : (byte)0);
+        }
+
         TrySendQuietly(writer.Written);
     }
 
@@ -358,16 +362,27 @@ internal sealed class SupervisorChannel : IAsyncDisposable
             throw;
         }
 
+        // Every connection of the frame is added before Kestrel's accept loop wakes, so it acknowledges them in one frame.
+        ClusterConnectionListener? added = null;
         for (var i = 0; i < count; i++)
         {
             var listenerId = reader.ReadInt32();
             var sequence = reader.ReadInt64();
-            if (!_listeners.TryGetValue(listenerId, out var listener) || !listener.TryEnqueue(sequence, fds[i]))
+            if (!_listeners.TryGetValue(listenerId, out var listener) || !listener.TryAdd(sequence, fds[i]))
             {
                 ChannelSocket.CloseAll(fds.Slice(i, 1));
-                Acknowledge(sequence, accepted: false);
+                Acknowledge([sequence], accepted: false);
+                continue;
+            }
+
+            if (added != listener)
+            {
+                added?.Flush();
+                added = listener;
             }
         }
+
+        added?.Flush();
     }
 
     private void OnClosed(string reason)
