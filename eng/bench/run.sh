@@ -22,6 +22,7 @@ SHARE_DURATION=${SHARE_DURATION:-3}
 HANDOFFS=${HANDOFFS:-1000000}     # connections handed off before the supervisor's memory is read (0: skip)
 HANDOFF_LIMIT=${HANDOFF_LIMIT:-180}  # ... but never more seconds than this
 SUPERVISOR=${SUPERVISOR:-aot}     # aot: NativeAOT-published supervisor; jit: framework-dependent
+CPU_TARGETS=${CPU_TARGETS:-"kestrel round-robin shared nginx"}  # measured for CPU per request ("" skips)
 TARGETS=${TARGETS:-"kestrel round-robin round-robin-untuned least-connections sticky shared nginx node-rr node-none"}
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -109,6 +110,7 @@ start_kestrel() { # name [env...]
     (cd "$work/app" && exec env "$@" dotnet "$app" --urls "http://127.0.0.1:$p") > "$work/$name.log" 2>&1 &
     remember $!
     port[$name]=$p
+    pids[$name]=$!
     wait_http "http://127.0.0.1:$p/" 60
 }
 
@@ -166,6 +168,7 @@ CONF
     "$nginx_bin" -p "$work/nginx" -c "$work/nginx/nginx.conf" -e "$work/nginx/error.log" > "$work/nginx.log" 2>&1 &
     remember $!
     port[nginx]=$p
+    pids[nginx]=$!
     wait_http "http://127.0.0.1:$p/" 30
     pgrep -P "$!" >> "$work/children" || true
 }
@@ -233,6 +236,45 @@ for w in keepalive close; do
     done
 done
 
+# Where the CPU goes: server CPU time per request (utime + stime from /proc/<pid>/stat of every process of
+# the target, its children included), from one more DURATION run per target and workload.
+cpu_ticks() { # pid... → total clock ticks
+    local total=0 pid t
+    for pid in "$@"; do
+        t=$(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0)
+        total=$((total + t))
+    done
+    echo "$total"
+}
+target_pids() { # target → its process and its children (the nginx target adds its two Kestrels)
+    local root=${pids[$1]:-}
+    [[ -n $root ]] || return 0
+    echo "$root"; pgrep -P "$root" || true
+    if [[ $1 == nginx ]]; then target_pids nginx-kestrel-a; target_pids nginx-kestrel-b; fi
+}
+cpu_lines=()
+hz=$(getconf CLK_TCK)
+for w in keepalive close; do
+    for t in $CPU_TARGETS; do
+        [[ " $TARGETS " == *" $t "* ]] || continue
+        mapfile -t procs < <(target_pids "$t")
+        root_pid=${pids[$t]}
+        before_root=$(cpu_ticks "$root_pid"); before_all=$(cpu_ticks "${procs[@]}")
+        line=$(wrk_run "$t" "$w" "$DURATION" report.lua | grep '^RESULT' || echo "RESULT 0 0 -1 -1 0")
+        after_root=$(cpu_ticks "$root_pid"); after_all=$(cpu_ticks "${procs[@]}")
+        read -r _ rps _ _ _ requests <<< "$line"
+        ((requests > 0)) || continue
+        cpu_lines+=("$(python3 - "$t" "$w" "$rps" "$requests" $((after_root - before_root)) $((after_all - before_all)) "$hz" <<'PY'
+import sys
+target, workload, rps, requests, first, everything, hz = sys.argv[1:]
+us = lambda ticks: int(ticks) * 1e6 / int(hz) / int(requests)
+print(f"  {target:<18} {workload:<9} {float(rps):>9,.0f} req/s   server CPU per request {us(everything):6.1f} µs "
+      f"(first process {us(first):5.1f} µs, the rest {us(int(everything) - int(first)):5.1f} µs)")
+PY
+)")
+    done
+done
+
 memory_line=""
 if [[ -n $supervisor_pid && $HANDOFFS -gt 0 ]]; then
     total() { cluster_json round-robin | python3 -c 'import json,sys; print(sum(w["totalConnections"] for w in json.load(sys.stdin)["workers"]))'; }
@@ -251,5 +293,10 @@ if [[ -n $supervisor_pid && $HANDOFFS -gt 0 ]]; then
 fi
 
 python3 "$bench/table.py" "$results" "$TARGETS" "$RUNS" "$DURATION" "$THREADS" "$CONNECTIONS" "$WORKERS"
+if ((${#cpu_lines[@]})); then
+    echo
+    echo "CPU per request (first process: Kestrel, the supervisor or nginx's master; the rest: workers, nginx's workers and its Kestrels):"
+    printf '%s\n' "${cpu_lines[@]}"
+fi
 [[ -n $memory_line ]] && echo && echo "$memory_line"
 exit 0

@@ -1,5 +1,6 @@
 using KestrelCluster.Tests.Infrastructure;
 using System.IO.Compression;
+using System.Runtime.InteropServices;
 using System.Text.RegularExpressions;
 using Xunit.Abstractions;
 
@@ -89,6 +90,36 @@ public sealed partial class PackageTests(PackedPackages packages, ITestOutputHel
         var leaked = WorkersLine().Match(leakOutput).Groups[1].Value.Split(',', StringSplitOptions.RemoveEmptyEntries).Select(int.Parse).ToList();
         Assert.Equal(2, leaked.Count);
         Assert.All(leaked, pid => Assert.False(ProcessInfo.IsAlive(pid), $"worker pid {pid} outlived a test process that never disposed its factory"));
+    }
+
+    [Fact]
+    public async Task NativeAotPublish_Supervisor_RunsTheSampleClusteredAndStopsOnSigterm()
+    {
+        // What README "Running it in production" tells users to run.
+        var publish = Path.Combine(packages.Root, "aot");
+        var rid = RuntimeInformation.OSArchitecture == Architecture.Arm64 ? "linux-arm64" : "linux-x64";
+        var (publishExit, publishOutput) = await packages.RunAsync(TestPaths.Dotnet,
+            ["publish", Path.Combine(TestPaths.RepoRoot, "src", "KestrelCluster.Supervisor"), "-c", "Release", "-r", rid, "-p:PublishAot=true", "-o", publish, "--artifacts-path", Path.Combine(packages.Root, "aot-build"), "-nologo", "-v", "q"],
+            packages.Root, PackedPackages.PackTimeout);
+        output.WriteLine(publishOutput);
+        Assert.True(publishExit == 0, $"the NativeAOT publish failed ({publishExit}): {publishOutput}");
+        // A native program, not an apphost next to IL.
+        Assert.False(File.Exists(Path.Combine(publish, "kestrel-cluster.dll")), "the publish produced IL, not a NativeAOT binary");
+
+        await using var run = ClusterRun.Start(output, ["-w", "2", "--urls", "http://127.0.0.1:0"], supervisorCommand: [Path.Combine(publish, "kestrel-cluster")]);
+        await run.WaitForLineAsync(AllReady(), ClusterRun.StartTimeout);
+        using var client = Http.NewConnectionClient($"http://127.0.0.1:{run.Port}");
+        var answeredBy = new HashSet<int>();
+        for (var i = 0; i < 4; i++)
+        {
+            answeredBy.Add(await Http.GetPidAsync(client));
+        }
+
+        Assert.Equal(run.WorkerPids.Order(), answeredBy.Order());
+        var workers = run.WorkerPids;
+        run.Signal(ProcessInfo.SIGTERM);
+        Assert.Equal(0, await run.WaitForExitAsync(TimeSpan.FromSeconds(30)));
+        Assert.True(await ProcessInfo.WaitUntilGoneAsync(workers, TimeSpan.FromSeconds(10)), "a worker outlived the NativeAOT supervisor's stop");
     }
 
     private void AssertEntries(string id, params string[] expected)
