@@ -15,12 +15,12 @@ internal sealed class ListenerRegistry : IDisposable
     private readonly Lock _lock = new();
     private readonly Dictionary<string, ClusterListener> _byRequest = new(StringComparer.Ordinal);
     private readonly List<ClusterListener> _listeners = [];
-    private readonly Action<int, ClusterListener>? _onAccepted;
+    private readonly AcceptedHandler? _onAccepted;
     private readonly Action<ClusterListener, int> _onAcceptError;
     private bool _stopped;
 
     // onAccepted null: --balance shared, the workers accept on the listening socket themselves.
-    public ListenerRegistry(Action<int, ClusterListener>? onAccepted, Action<ClusterListener, int> onAcceptError)
+    public ListenerRegistry(AcceptedHandler? onAccepted, Action<ClusterListener, int> onAcceptError)
     {
         _onAccepted = onAccepted;
         _onAcceptError = onAcceptError;

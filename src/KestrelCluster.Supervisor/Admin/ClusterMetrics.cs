@@ -42,7 +42,7 @@ internal sealed class ClusterMetrics : IDisposable
         dispatcher.HandoffCompleted = RecordHandoff;
     }
 
-    public void ConnectionAccepted() => Interlocked.Increment(ref _acceptedBySupervisor);
+    public void ConnectionsAccepted(int count) => Interlocked.Add(ref _acceptedBySupervisor, count);
 
     public void WorkerRestarted() => Interlocked.Increment(ref _restarts);
 

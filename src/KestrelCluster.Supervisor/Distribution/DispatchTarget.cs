@@ -1,9 +1,14 @@
+using KestrelCluster.Protocol;
+
 namespace KestrelCluster.Supervisor.Distribution;
 
 // A passed connection the supervisor still owns: its fd stays open here until the worker acknowledges it.
 // AcceptedAt is the dispatcher's clock (ms, for expiry); Timestamp is Stopwatch ticks (for handoff latency);
 // Key is the client's address hash for sticky distribution (0: none).
 internal readonly record struct Handoff(int Fd, int ListenerId, long AcceptedAt, long Timestamp = 0, ulong Key = 0);
+
+// One entry of a Connections frame.
+internal readonly record struct OutgoingConnection(int ListenerId, long Sequence, int Fd);
 
 // What the dispatcher needs of a worker. All fields are guarded by the dispatcher's lock.
 internal abstract class DispatchTarget
@@ -31,8 +36,16 @@ internal abstract class DispatchTarget
 
     public abstract int Id { get; }
 
-    /// <summary>Sends one connection without blocking; returns 0 or an errno (EAGAIN: the channel is full).</summary>
-    protected internal abstract int SendConnection(int listenerId, long sequence, int fd);
+    // Connections assigned during one accept batch, sent together in one frame when the batch ends.
+    internal readonly OutgoingConnection[] Pending = new OutgoingConnection[FrameLimits.MaxFdsPerFrame];
+
+    internal int PendingCount;
+
+    /// <summary>
+    /// Sends connections (at most a frame's worth) in one message without blocking; all or none of them go.
+    /// Returns 0 or an errno (EAGAIN: the channel is full).
+    /// </summary>
+    protected internal abstract int SendConnections(ReadOnlySpan<OutgoingConnection> connections);
 
     internal bool Serves(int listenerId) => (BoundListeners & (1UL << listenerId)) != 0;
 }

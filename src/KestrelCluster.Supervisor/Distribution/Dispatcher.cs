@@ -25,9 +25,12 @@ internal sealed class Dispatcher
     private readonly long _maxWaitTicks;
     private readonly Func<long> _clock;
     private readonly BalanceMode _balance;
+    private readonly List<DispatchTarget> _pendingTargets = [];
     private int _next;
     private long _sequence;
     private bool _closed;
+    // Set while the accept thread dispatches a batch under the lock: sends are queued per worker, then flushed.
+    private bool _batching;
 
     public Dispatcher(TimeSpan maxWait, int window = DefaultWindow, int maxWaiting = DefaultMaxWaiting, Func<long>? clock = null, BalanceMode balance = BalanceMode.RoundRobin)
     {
@@ -84,26 +87,50 @@ internal sealed class Dispatcher
 
     /// <summary>Takes ownership of an accepted fd. Blocks the accept thread while the waiting queue is full.</summary>
     public void Dispatch(int fd, int listenerId, ulong key = 0)
+        => Dispatch([fd], listenerId, key == 0 ? default : [key]);
+
+    /// <summary>
+    /// Takes ownership of fds accepted together (keys: their client hashes for sticky, or empty). Each worker
+    /// gets its share of them in one frame. Blocks the accept thread while the waiting queue is full.
+    /// </summary>
+    public void Dispatch(ReadOnlySpan<int> fds, int listenerId, ReadOnlySpan<ulong> keys = default)
     {
         lock (_gate)
         {
-            while (_waiting.Count >= _maxWaiting && !_closed)
+            _batching = true;
+            try
             {
-                // Leave further connections in the kernel's backlog until a worker frees room.
-                Monitor.Wait(_gate, 100);
-                ExpireWaitingLocked();
-            }
+                for (var i = 0; i < fds.Length; i++)
+                {
+                    while (_waiting.Count >= _maxWaiting && !_closed)
+                    {
+                        // Leave further connections in the kernel's backlog until a worker frees room.
+                        FlushLocked();
+                        Monitor.Wait(_gate, 100);
+                        ExpireWaitingLocked();
+                    }
 
-            if (_closed)
-            {
-                Libc.Close(fd);
-                return;
-            }
+                    if (_closed)
+                    {
+                        foreach (var fd in fds[i..])
+                        {
+                            Libc.Close(fd);
+                        }
 
-            var handoff = new Handoff(fd, listenerId, _clock(), System.Diagnostics.Stopwatch.GetTimestamp(), key);
-            if (_waiting.Count > 0 || !TrySendLocked(handoff))
+                        return;
+                    }
+
+                    var handoff = new Handoff(fds[i], listenerId, _clock(), System.Diagnostics.Stopwatch.GetTimestamp(), keys.IsEmpty ? 0 : keys[i]);
+                    if (_waiting.Count > 0 || !TrySendLocked(handoff))
+                    {
+                        _waiting.AddLast(handoff);
+                    }
+                }
+            }
+            finally
             {
-                _waiting.AddLast(handoff);
+                FlushLocked();
+                _batching = false;
             }
         }
     }
@@ -382,17 +409,106 @@ internal sealed class Dispatcher
 
     private bool SendLocked(DispatchTarget target, Handoff handoff)
     {
+        if (_batching)
+        {
+            // Part of an accept batch: queued for this worker, sent with the rest when the batch ends.
+            if (target.PendingCount == target.Pending.Length)
+            {
+                FlushLocked(target);
+                if (!CanTake(target, handoff, except: null))
+                {
+                    return false;
+                }
+            }
+
+            var queued = ++_sequence;
+            if (target.PendingCount == 0)
+            {
+                _pendingTargets.Add(target);
+            }
+
+            target.Pending[target.PendingCount++] = new OutgoingConnection(handoff.ListenerId, queued, handoff.Fd);
+            Track(target, queued, handoff);
+            return true;
+        }
+
         var sequence = ++_sequence;
-        var errno = target.SendConnection(handoff.ListenerId, sequence, handoff.Fd);
+        var errno = target.SendConnections([new OutgoingConnection(handoff.ListenerId, sequence, handoff.Fd)]);
         if (errno != 0)
         {
             // EAGAIN: the worker is behind; anything else: it is going away and its session will say so.
             return false;
         }
 
+        Track(target, sequence, handoff);
+        return true;
+    }
+
+    private void Track(DispatchTarget target, long sequence, Handoff handoff)
+    {
         target.Unacked[sequence] = handoff;
         target.Dispatched++;
         Dispatched++;
-        return true;
+    }
+
+    private void FlushLocked()
+    {
+        var batching = _batching;
+        _batching = false;
+        try
+        {
+            // Flushing a worker whose send fails hands its connections to others one by one (not batched).
+            for (var i = 0; i < _pendingTargets.Count; i++)
+            {
+                FlushLocked(_pendingTargets[i]);
+            }
+
+            _pendingTargets.Clear();
+        }
+        finally
+        {
+            _batching = batching;
+        }
+    }
+
+    private void FlushLocked(DispatchTarget target)
+    {
+        var count = target.PendingCount;
+        if (count == 0)
+        {
+            return;
+        }
+
+        target.PendingCount = 0;
+        var errno = target.SendConnections(target.Pending.AsSpan(0, count));
+        if (errno == 0)
+        {
+            return;
+        }
+
+        // Not sent (its channel is full, or it is going away): take them back and hand them to the others.
+        var batching = _batching;
+        _batching = false;
+        try
+        {
+            for (var i = 0; i < count; i++)
+            {
+                if (!target.Unacked.Remove(target.Pending[i].Sequence, out var handoff))
+                {
+                    continue;
+                }
+
+                target.Dispatched--;
+                Dispatched--;
+                if (!TrySendLocked(handoff, except: target))
+                {
+                    _waiting.AddLast(handoff);
+                }
+            }
+        }
+        finally
+        {
+            _batching = batching;
+        }
     }
 }

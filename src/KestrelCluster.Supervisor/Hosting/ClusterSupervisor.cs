@@ -77,15 +77,21 @@ internal sealed partial class ClusterSupervisor : IWorkerSessionHandler, IDispos
             options.Balance switch
             {
                 BalanceMode.Shared => null,
-                BalanceMode.Sticky => (fd, listener) =>
+                BalanceMode.Sticky => (fds, listener) =>
                 {
-                    _metrics.ConnectionAccepted();
-                    _dispatcher.Dispatch(fd, listener.Id, ClientKey.Of(fd));
+                    _metrics.ConnectionsAccepted(fds.Length);
+                    Span<ulong> keys = stackalloc ulong[fds.Length];
+                    for (var i = 0; i < fds.Length; i++)
+                    {
+                        keys[i] = ClientKey.Of(fds[i]);
+                    }
+
+                    _dispatcher.Dispatch(fds, listener.Id, keys);
                 },
-                _ => (fd, listener) =>
+                _ => (fds, listener) =>
                 {
-                    _metrics.ConnectionAccepted();
-                    _dispatcher.Dispatch(fd, listener.Id);
+                    _metrics.ConnectionsAccepted(fds.Length);
+                    _dispatcher.Dispatch(fds, listener.Id);
                 },
             },
             OnAcceptError);

@@ -52,14 +52,21 @@ internal sealed class WorkerSession : DispatchTarget, IDisposable
 
     public void Start() => _ = Task.Run(ReceiveLoopAsync);
 
-    protected internal override int SendConnection(int listenerId, long sequence, int fd)
+    protected internal override int SendConnections(ReadOnlySpan<OutgoingConnection> connections)
     {
-        Span<byte> frame = stackalloc byte[16];
+        Span<byte> frame = stackalloc byte[2 + (FrameLimits.MaxFdsPerFrame * 12)];
+        Span<int> fds = stackalloc int[connections.Length];
         var writer = new FrameWriter(frame, FrameType.Connections);
-        writer.WriteByte(1);
-        writer.WriteInt32(listenerId);
-        writer.WriteInt64(sequence);
-        return _socket.TrySend(writer.Written, [fd]);
+        writer.WriteByte((byte)connections.Length);
+        for (var i = 0; i < connections.Length; i++)
+        {
+            writer.WriteInt32(connections[i].ListenerId);
+            writer.WriteInt64(connections[i].Sequence);
+            fds[i] = connections[i].Fd;
+        }
+
+        // One SOCK_SEQPACKET message: the kernel takes all of it or none.
+        return _socket.TrySend(writer.Written, fds);
     }
 
     public void SendWelcome()

@@ -11,8 +11,8 @@ public sealed class ClusterMetricsTests
     {
         var dispatcher = new Dispatcher(TimeSpan.FromSeconds(30));
         using var metrics = new ClusterMetrics(dispatcher);
-        metrics.ConnectionAccepted();
-        metrics.ConnectionAccepted();
+        metrics.ConnectionsAccepted(1);
+        metrics.ConnectionsAccepted(1);
         metrics.WorkerRestarted();
         metrics.Publish([new WorkerMetrics(0, 100, 1, "ready", 3, 10, 0), new WorkerMetrics(1, 101, 1, "starting", 0, 0, 1)]);
 
@@ -49,7 +49,7 @@ public sealed class ClusterMetricsTests
     {
         var dispatcher = new Dispatcher(TimeSpan.FromSeconds(30));
         using var metrics = new ClusterMetrics(dispatcher);
-        metrics.ConnectionAccepted();
+        metrics.ConnectionsAccepted(1);
         metrics.Publish([new WorkerMetrics(0, 100, 2, "ready", 3, 10, 0)]);
 
         var lines = metrics.ToPrometheusText(generation: 2).Split('\n', StringSplitOptions.RemoveEmptyEntries);

@@ -245,9 +245,13 @@ public sealed class BalanceTests : IDisposable
 
         public override int Id => id;
 
-        protected internal override int SendConnection(int listenerId, long sequence, int fd)
+        protected internal override int SendConnections(ReadOnlySpan<OutgoingConnection> connections)
         {
-            Sent.Add(sequence);
+            foreach (var connection in connections)
+            {
+                Sent.Add(connection.Sequence);
+            }
+
             return 0;
         }
     }

@@ -59,6 +59,58 @@ public sealed class DispatcherTests : IDisposable
     }
 
     [Fact]
+    public void DispatchBatch_TenAcceptedTogether_EachWorkerGetsItsFiveInOneFrame()
+    {
+        var dispatcher = NewDispatcher();
+        var a = Ready(dispatcher, 0);
+        var b = Ready(dispatcher, 1);
+        var fds = Enumerable.Range(0, 10).Select(_ => _files.Open()).ToList();
+
+        dispatcher.Dispatch(fds.Select(f => f.Fd).ToArray(), listenerId: 0);
+
+        Assert.Equal([5], a.FrameSizes);
+        Assert.Equal([5], b.FrameSizes);
+        Assert.Equal(fds.Where((_, i) => i % 2 == 0).Select(f => f.Fd), a.SentFds);
+        Assert.Equal(fds.Where((_, i) => i % 2 == 1).Select(f => f.Fd), b.SentFds);
+        Assert.Equal(10, dispatcher.UnackedCount);
+        Assert.All(fds, fd => Assert.True(fd.IsOpen, $"{fd} was closed before it was acknowledged"));
+    }
+
+    [Fact]
+    public void DispatchBatch_OneWorkersChannelFull_ItsShareGoesToTheOther()
+    {
+        var dispatcher = NewDispatcher();
+        var full = Ready(dispatcher, 0);
+        var other = Ready(dispatcher, 1);
+        full.SendErrno = Errno.EAGAIN;
+        var fds = Enumerable.Range(0, 6).Select(_ => _files.Open().Fd).ToArray();
+
+        dispatcher.Dispatch(fds, listenerId: 0);
+
+        Assert.Empty(full.Sent);
+        Assert.Equal(0, dispatcher.UnackedOf(full));
+        Assert.Equal(0, full.Dispatched);
+        Assert.Equal(fds.Order(), other.SentFds.Order());
+        Assert.Equal(6, other.Dispatched);
+        Assert.Equal(6, dispatcher.Dispatched);
+        Assert.Equal(0, dispatcher.WaitingCount);
+    }
+
+    [Fact]
+    public void DispatchBatch_MoreThanAFrameForOneWorker_SentInFramesOfAtMostSixteen()
+    {
+        var dispatcher = NewDispatcher();
+        var only = Ready(dispatcher, 0);
+        var fds = Enumerable.Range(0, 20).Select(_ => _files.Open().Fd).ToArray();
+
+        dispatcher.Dispatch(fds, listenerId: 0);
+
+        Assert.Equal([16, 4], only.FrameSizes);
+        Assert.Equal(fds, only.SentFds);
+        Assert.Equal(20, only.Sent.Select(s => s.Sequence).Distinct().Count());
+    }
+
+    [Fact]
     public void Dispatch_ThreeWorkers_EachGetsEveryThirdWithItsOwnSequence()
     {
         var dispatcher = NewDispatcher();
@@ -555,14 +607,22 @@ public sealed class DispatcherTests : IDisposable
 
         public IReadOnlyList<int> SentFds => [.. _sent.Select(s => s.Fd)];
 
-        protected internal override int SendConnection(int listenerId, long sequence, int fd)
+        // Frames sent, each with the number of connections it carried.
+        public List<int> FrameSizes { get; } = [];
+
+        protected internal override int SendConnections(ReadOnlySpan<OutgoingConnection> connections)
         {
             if (SendErrno != 0)
             {
                 return SendErrno;
             }
 
-            _sent.Add((listenerId, sequence, fd));
+            foreach (var connection in connections)
+            {
+                _sent.Add((connection.ListenerId, connection.Sequence, connection.Fd));
+            }
+
+            FrameSizes.Add(connections.Length);
             return 0;
         }
     }
