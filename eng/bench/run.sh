@@ -6,7 +6,7 @@
 # handed-off connections. Installs wrk and nginx (apt) when missing; uses the machine's node.
 #
 #   eng/bench/run.sh                      # full run: 10 s × 3 runs per target and workload
-#   DURATION=3 RUNS=1 HANDOFFS=0 eng/bench/run.sh     # quick look
+#   DURATION=3 RUNS=1 HANDOFFS=0 SHARE_DURATION=3 eng/bench/run.sh     # quick look
 #   TARGETS="kestrel round-robin shared" eng/bench/run.sh
 #
 # Every server listens on 127.0.0.1 on a free port; every wrk run is bounded by DURATION; every process
@@ -18,11 +18,11 @@ RUNS=${RUNS:-3}                   # runs per target and workload; the table show
 THREADS=${THREADS:-2}
 CONNECTIONS=${CONNECTIONS:-64}
 WORKERS=${WORKERS:-2}
-SHARE_DURATION=${SHARE_DURATION:-3}
+SHARE_DURATION=${SHARE_DURATION:-10}
 HANDOFFS=${HANDOFFS:-1000000}     # connections handed off before the supervisor's memory is read (0: skip)
 HANDOFF_LIMIT=${HANDOFF_LIMIT:-180}  # ... but never more seconds than this
 SUPERVISOR=${SUPERVISOR:-aot}     # aot: NativeAOT-published supervisor; jit: framework-dependent
-CPU_TARGETS=${CPU_TARGETS:-"kestrel round-robin shared nginx"}  # measured for CPU per request ("" skips)
+CPU_TARGETS=${CPU_TARGETS-"kestrel round-robin shared nginx"}  # measured for CPU per request ("" skips)
 TARGETS=${TARGETS:-"kestrel round-robin round-robin-untuned least-connections sticky shared nginx node-rr node-none"}
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
