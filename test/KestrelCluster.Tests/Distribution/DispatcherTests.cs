@@ -64,7 +64,7 @@ public sealed class DispatcherTests : IDisposable
         var dispatcher = NewDispatcher();
         var a = Ready(dispatcher, 0);
         var b = Ready(dispatcher, 1);
-        var fds = Enumerable.Range(0, 10).Select(_ => _files.Open()).ToList();
+        var fds = _files.Open(10);
 
         dispatcher.Dispatch(fds.Select(f => f.Fd).ToArray(), listenerId: 0);
 
@@ -83,7 +83,7 @@ public sealed class DispatcherTests : IDisposable
         var full = Ready(dispatcher, 0);
         var other = Ready(dispatcher, 1);
         full.SendErrno = Errno.EAGAIN;
-        var fds = Enumerable.Range(0, 6).Select(_ => _files.Open().Fd).ToArray();
+        var fds = _files.Open(6).Select(f => f.Fd).ToArray();
 
         dispatcher.Dispatch(fds, listenerId: 0);
 
@@ -101,7 +101,7 @@ public sealed class DispatcherTests : IDisposable
     {
         var dispatcher = NewDispatcher();
         var only = Ready(dispatcher, 0);
-        var fds = Enumerable.Range(0, 20).Select(_ => _files.Open().Fd).ToArray();
+        var fds = _files.Open(20).Select(f => f.Fd).ToArray();
 
         dispatcher.Dispatch(fds, listenerId: 0);
 
