@@ -25,7 +25,6 @@ internal sealed class Dispatcher
     private readonly long _maxWaitTicks;
     private readonly Func<long> _clock;
     private readonly BalanceMode _balance;
-    private readonly List<DispatchTarget> _pendingTargets = [];
     private int _next;
     private long _sequence;
     private bool _closed;
@@ -84,10 +83,6 @@ internal sealed class Dispatcher
             return target.Unacked.Count;
         }
     }
-
-    /// <summary>Takes ownership of an accepted fd. Blocks the accept thread while the waiting queue is full.</summary>
-    public void Dispatch(int fd, int listenerId, ulong key = 0)
-        => Dispatch([fd], listenerId, key == 0 ? default : [key]);
 
     /// <summary>
     /// Takes ownership of fds accepted together (keys: their client hashes for sticky, or empty). Each worker
@@ -422,11 +417,6 @@ internal sealed class Dispatcher
             }
 
             var queued = ++_sequence;
-            if (target.PendingCount == 0)
-            {
-                _pendingTargets.Add(target);
-            }
-
             target.Pending[target.PendingCount++] = new OutgoingConnection(handoff.ListenerId, queued, handoff.Fd);
             Track(target, queued, handoff);
             return true;
@@ -457,13 +447,12 @@ internal sealed class Dispatcher
         _batching = false;
         try
         {
+            // Only ready workers are given connections, and none leaves the list while the lock is held.
             // Flushing a worker whose send fails hands its connections to others one by one (not batched).
-            for (var i = 0; i < _pendingTargets.Count; i++)
+            foreach (var target in _ready)
             {
-                FlushLocked(_pendingTargets[i]);
+                FlushLocked(target);
             }
-
-            _pendingTargets.Clear();
         }
         finally
         {

@@ -24,7 +24,7 @@ public sealed class BalanceTests : IDisposable
         return target;
     }
 
-    private void Dispatch(Dispatcher dispatcher, ulong key = 0) => dispatcher.Dispatch(_files.Open().Fd, 0, key);
+    private void Dispatch(Dispatcher dispatcher, ulong key = 0) => dispatcher.Dispatch([_files.Open().Fd], 0, [key]);
 
     private static void AcceptAll(Dispatcher dispatcher, Target target)
     {

@@ -38,7 +38,7 @@ public sealed class DispatcherTests : IDisposable
     private TestFd Dispatch(Dispatcher dispatcher, int listenerId = 0)
     {
         var fd = _files.Open();
-        dispatcher.Dispatch(fd.Fd, listenerId);
+        dispatcher.Dispatch([fd.Fd], listenerId);
         return fd;
     }
 
@@ -552,7 +552,7 @@ public sealed class DispatcherTests : IDisposable
         var first = Dispatch(dispatcher);
         var second = _files.Open();
 
-        var blocked = Task.Run(() => dispatcher.Dispatch(second.Fd, 0));
+        var blocked = Task.Run(() => dispatcher.Dispatch([second.Fd], 0));
         // The accept thread stays in Dispatch (leaving further connections in the kernel backlog).
         // (Proving that something does not happen takes a bounded look; 300 ms is that look, not a wait for a condition.)
         await Task.WhenAny(blocked, Task.Delay(TimeSpan.FromMilliseconds(300)));
@@ -570,7 +570,7 @@ public sealed class DispatcherTests : IDisposable
         var dispatcher = NewDispatcher(maxWaiting: 1);
         var first = Dispatch(dispatcher);
         var second = _files.Open();
-        var blocked = Task.Run(() => dispatcher.Dispatch(second.Fd, 0));
+        var blocked = Task.Run(() => dispatcher.Dispatch([second.Fd], 0));
 
         Now += (long)MaxWait.TotalMilliseconds + 1;
 
@@ -586,7 +586,7 @@ public sealed class DispatcherTests : IDisposable
         var dispatcher = NewDispatcher(maxWaiting: 1);
         Dispatch(dispatcher);
         var second = _files.Open();
-        var blocked = Task.Run(() => dispatcher.Dispatch(second.Fd, 0));
+        var blocked = Task.Run(() => dispatcher.Dispatch([second.Fd], 0));
 
         dispatcher.Close();
 

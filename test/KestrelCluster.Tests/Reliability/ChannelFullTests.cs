@@ -37,7 +37,7 @@ public sealed class ChannelFullTests(ITestOutputHelper output)
         foreach (var fd in files.Open(Connections))
         {
             var started = Stopwatch.GetTimestamp();
-            dispatcher.Dispatch(fd.Fd, listenerId: 0);
+            dispatcher.Dispatch([fd.Fd], listenerId: 0);
             var took = Stopwatch.GetElapsedTime(started);
             slowest = took > slowest ? took : slowest;
             // The reading worker reads whatever has arrived (and would acknowledge later).
