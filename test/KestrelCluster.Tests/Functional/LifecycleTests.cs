@@ -172,28 +172,13 @@ public sealed class LifecycleTests(ITestOutputHelper output)
 
         File.SetUnixFileMode(Path.Combine(folder, "control.sock"), (UnixFileMode)0b110_110_110);
 
-        var startInfo = new System.Diagnostics.ProcessStartInfo("setpriv")
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        };
-        foreach (var argument in new[] { "--reuid=65534", "--regid=65534", "--clear-groups", TestPaths.Dotnet, TestPaths.SupervisorDll, "list", "-n", cluster.Name })
-        {
-            startInfo.ArgumentList.Add(argument);
-        }
+        var (exitCode, stdout, stderr) = await ExternalCommand.RunAsync("setpriv",
+            ["--reuid=65534", "--regid=65534", "--clear-groups", TestPaths.Dotnet, TestPaths.SupervisorDll, "list", "-n", cluster.Name], TimeSpan.FromSeconds(60),
+            new Dictionary<string, string?> { ["XDG_RUNTIME_DIR"] = cluster.RuntimeRoot, ["DOTNET_CLI_HOME"] = "/tmp", ["HOME"] = "/tmp" });
+        output.WriteLine($"as uid 65534: exit {exitCode}\n{stdout}{stderr}");
 
-        startInfo.Environment["XDG_RUNTIME_DIR"] = cluster.RuntimeRoot;
-        startInfo.Environment["DOTNET_CLI_HOME"] = "/tmp";
-        startInfo.Environment["HOME"] = "/tmp";
-        using var process = System.Diagnostics.Process.Start(startInfo)!;
-        var stderr = process.StandardError.ReadToEndAsync();
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        await process.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(60));
-        output.WriteLine($"as uid 65534: exit {process.ExitCode}\n{await stdout}{await stderr}");
-
-        Assert.NotEqual(0, process.ExitCode);
-        Assert.DoesNotContain("ready", await stdout);
+        Assert.NotEqual(0, exitCode);
+        Assert.DoesNotContain("ready", stdout);
         await cluster.WaitForLineAsync(new Regex(@"Refused a channel peer \(pid \d+, uid 65534\): uid 65534 may not control this cluster"), TimeSpan.FromSeconds(10));
         Assert.Single(await cluster.ListAsync());
     }

@@ -204,36 +204,9 @@ public sealed partial class ClusterRun : IAsyncDisposable
     /// <summary>Runs a control verb (`list`, `reload`, `scale N`, `stop`) against this cluster, as a user would.</summary>
     public async Task<(int ExitCode, string Stdout, string Stderr)> RunCliAsync(TimeSpan timeout, params string[] arguments)
     {
-        var startInfo = new ProcessStartInfo(TestPaths.Dotnet)
-        {
-            UseShellExecute = false,
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-        };
-        startInfo.ArgumentList.Add(TestPaths.SupervisorDll);
-        foreach (var argument in arguments)
-        {
-            startInfo.ArgumentList.Add(argument);
-        }
-
-        startInfo.ArgumentList.Add("-n");
-        startInfo.ArgumentList.Add(Name);
-        startInfo.Environment["XDG_RUNTIME_DIR"] = RuntimeRoot;
-        using var process = Process.Start(startInfo)!;
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        try
-        {
-            await process.WaitForExitAsync().WaitAsync(timeout);
-        }
-        catch (TimeoutException)
-        {
-            process.Kill();
-            throw;
-        }
-
-        var result = (process.ExitCode, await stdout, await stderr);
-        _output?.WriteLine($"$ kestrel-cluster {string.Join(' ', arguments)} → {result.ExitCode}\n{result.Item2}{result.Item3}");
+        var result = await ExternalCommand.RunAsync(TestPaths.Dotnet, [TestPaths.SupervisorDll, .. arguments, "-n", Name], timeout,
+            new Dictionary<string, string?> { ["XDG_RUNTIME_DIR"] = RuntimeRoot });
+        _output?.WriteLine($"$ kestrel-cluster {string.Join(' ', arguments)} → {result.ExitCode}\n{result.Stdout}{result.Stderr}");
         return result;
     }
 

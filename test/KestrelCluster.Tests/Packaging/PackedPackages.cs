@@ -1,5 +1,4 @@
 using KestrelCluster.Tests.Infrastructure;
-using System.Diagnostics;
 using System.Xml.Linq;
 
 namespace KestrelCluster.Tests.Packaging;
@@ -46,47 +45,21 @@ public sealed class PackedPackages : IAsyncLifetime
     /// <summary>Runs a command with the NuGet setup above and no build servers; kills it (and its children) on timeout.</summary>
     public async Task<(int ExitCode, string Output)> RunAsync(string fileName, IEnumerable<string> arguments, string workingDirectory, TimeSpan timeout)
     {
-        var startInfo = new ProcessStartInfo(fileName)
-        {
-            UseShellExecute = false,
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            WorkingDirectory = workingDirectory,
-        };
-        foreach (var argument in arguments)
-        {
-            startInfo.ArgumentList.Add(argument);
-        }
-
         // The test host inherits MSBuild's variables from `dotnet test`; a nested build must not.
-        foreach (var name in startInfo.Environment.Keys.Where(k => k.StartsWith("MSBuild", StringComparison.OrdinalIgnoreCase)).ToList())
-        {
-            startInfo.Environment.Remove(name);
-        }
+        var environment = Environment.GetEnvironmentVariables().Keys.Cast<string>()
+            .Where(k => k.StartsWith("MSBuild", StringComparison.OrdinalIgnoreCase))
+            .ToDictionary(k => k, string? (_) => null);
+        environment["NUGET_PACKAGES"] = Path.Combine(Root, "nuget-cache");
+        environment["MSBUILDDISABLENODEREUSE"] = "1";
+        environment["DOTNET_CLI_USE_MSBUILD_SERVER"] = "0";
+        environment["UseSharedCompilation"] = "false";
+        environment["DOTNET_NOLOGO"] = "1";
+        environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
+        environment["DOTNET_ROOT"] = Path.GetDirectoryName(Path.GetFullPath(ResolveLinks(TestPaths.Dotnet)))!;
+        environment["KESTREL_CLUSTER_CHANNEL"] = null;
 
-        startInfo.Environment["NUGET_PACKAGES"] = Path.Combine(Root, "nuget-cache");
-        startInfo.Environment["MSBUILDDISABLENODEREUSE"] = "1";
-        startInfo.Environment["DOTNET_CLI_USE_MSBUILD_SERVER"] = "0";
-        startInfo.Environment["UseSharedCompilation"] = "false";
-        startInfo.Environment["DOTNET_NOLOGO"] = "1";
-        startInfo.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
-        startInfo.Environment["DOTNET_ROOT"] = Path.GetDirectoryName(Path.GetFullPath(ResolveLinks(TestPaths.Dotnet)))!;
-        startInfo.Environment.Remove("KESTREL_CLUSTER_CHANNEL");
-
-        using var process = Process.Start(startInfo)!;
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        try
-        {
-            await process.WaitForExitAsync().WaitAsync(timeout);
-        }
-        catch (TimeoutException)
-        {
-            process.Kill(entireProcessTree: true);
-            throw new TimeoutException($"{fileName} {string.Join(' ', startInfo.ArgumentList)} did not finish within {timeout.TotalSeconds} s");
-        }
-
-        return (process.ExitCode, await stdout + await stderr);
+        var (exitCode, stdout, stderr) = await ExternalCommand.RunAsync(fileName, arguments, timeout, environment, workingDirectory);
+        return (exitCode, stdout + stderr);
     }
 
     private static string ResolveLinks(string path)
