@@ -6,22 +6,11 @@
 # appear over time even when idle); sockets are counted apart. Exits non-zero if a connection failed, or a
 # socket or fd count ends above its idle value.
 #   eng/leak-check.sh [connections=1000000] [chunk=100000]
-set -euo pipefail
-cd "$(dirname "$0")/.."
 total=${1:-1000000}
 chunk=${2:-100000}
-dotnet build src/KestrelCluster.Supervisor -c Release -nologo -v q >/dev/null
-dotnet build samples/HelloCluster -c Release -nologo -v q >/dev/null
-dotnet build eng/load -c Release -nologo -v q >/dev/null
-export XDG_RUNTIME_DIR=$(mktemp -d /tmp/kc-eng-XXXXXX)
-log=$XDG_RUNTIME_DIR/cluster.log
-kc="dotnet src/KestrelCluster.Supervisor/bin/Release/net10.0/kestrel-cluster.dll"
-churn="dotnet eng/load/bin/Release/net10.0/KestrelCluster.Load.dll churn"
-$kc run -n leak-check -w 2 --urls http://127.0.0.1:0 -- dotnet samples/HelloCluster/bin/Release/net10.0/HelloCluster.dll >"$log" 2>&1 &
-supervisor=$!
-trap 'for p in $(pgrep -P $supervisor 2>/dev/null); do kill -9 $p 2>/dev/null || true; done; kill -9 $supervisor 2>/dev/null || true; rm -rf "$XDG_RUNTIME_DIR"' EXIT
-for _ in $(seq 1 600); do grep -qs "All 2 workers ready" "$log" && break; sleep 0.1; done
-port=$(grep -o 'Listening on 127.0.0.1:[0-9]*' "$log" | head -1 | cut -d: -f2)
+source "$(dirname "$0")/cluster-script.sh"
+churn="$load_tool churn"
+start_cluster leak-check 2 60
 pids="$supervisor $(pgrep -P $supervisor | tr '\n' ' ')"
 
 # Assemblies the runtime loads lazily (and keeps open) are left out: they are not per connection.
