@@ -12,10 +12,10 @@ public sealed class WorkerEnvironmentTests(ITestOutputHelper output)
 
         foreach (var pid in cluster.WorkerPids)
         {
-            var environment = File.ReadAllText($"/proc/{pid}/environ").Split('\0');
-            Assert.Contains("DOTNET_GCNoAffinitize=0", environment);
-            Assert.Contains("DOTNET_ThreadPool_UnfairSemaphoreSpinLimit=0", environment);
-            Assert.Contains("DOTNET_GCHeapCount=" + Math.Max(1, Environment.ProcessorCount / 2).ToString("X"), environment);
+            var environment = ProcessInfo.EnvironmentOf(pid);
+            Assert.Equal("0", environment.GetValueOrDefault("DOTNET_GCNoAffinitize"));
+            Assert.Equal("0", environment.GetValueOrDefault("DOTNET_ThreadPool_UnfairSemaphoreSpinLimit"));
+            Assert.Equal(Math.Max(1, Environment.ProcessorCount / 2).ToString("X"), environment.GetValueOrDefault("DOTNET_GCHeapCount"));
         }
     }
 
