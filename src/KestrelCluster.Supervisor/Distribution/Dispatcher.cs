@@ -99,9 +99,12 @@ internal sealed class Dispatcher
                 {
                     while (_waiting.Count >= _maxWaiting && !_closed)
                     {
-                        // Leave further connections in the kernel's backlog until a worker frees room.
+                        // Leave further connections in the kernel's backlog until a worker frees room. Other
+                        // threads take the lock meanwhile: their sends must go out at once, not join this batch.
                         FlushLocked();
+                        _batching = false;
                         Monitor.Wait(_gate, 100);
+                        _batching = true;
                         ExpireWaitingLocked();
                     }
 

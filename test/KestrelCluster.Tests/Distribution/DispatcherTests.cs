@@ -565,6 +565,25 @@ public sealed class DispatcherTests : IDisposable
     }
 
     [Fact]
+    public async Task Dispatch_WaitingQueueFull_AWorkerReadyMeanwhileGetsTheWaitingOneAtOnceNotInTheBlockedBatch()
+    {
+        var dispatcher = NewDispatcher(maxWaiting: 1);
+        var first = Dispatch(dispatcher);
+        var second = _files.Open();
+        var blocked = Task.Run(() => dispatcher.Dispatch([second.Fd], 0));
+        // A bounded look, as above: the accept thread is then waiting inside its batch for room.
+        await Task.WhenAny(blocked, Task.Delay(TimeSpan.FromMilliseconds(300)));
+        Assert.False(blocked.IsCompleted, "Dispatch returned while the waiting queue was full");
+
+        // AddReady runs on another thread meanwhile.
+        var a = Ready(dispatcher, 0);
+        await blocked.WaitAsync(BlockedDispatchTimeout);
+
+        Assert.Equal([first.Fd, second.Fd], a.SentFds);
+        Assert.Equal([1, 1], a.FrameSizes);
+    }
+
+    [Fact]
     public async Task Dispatch_WaitingQueueFull_UnblocksWhenTheWaitingOneExpires()
     {
         var dispatcher = NewDispatcher(maxWaiting: 1);
