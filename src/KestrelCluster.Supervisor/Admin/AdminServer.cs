@@ -9,7 +9,8 @@ using Microsoft.Extensions.Logging;
 namespace KestrelCluster.Supervisor.Admin;
 
 // --admin-urls: what orchestrators probe. /healthz: the supervisor is alive. /readyz: at least one worker
-// is ready and the cluster is not stopping. /metrics: Prometheus text. Kept off the workers' ports.
+// is ready and the cluster is not stopping (the body names failing workers, if any: the cluster still
+// serves). /metrics: Prometheus text. Kept off the workers' ports.
 internal sealed class AdminServer : IAsyncDisposable
 {
     private readonly WebApplication _app;
@@ -21,7 +22,7 @@ internal sealed class AdminServer : IAsyncDisposable
 
     public IReadOnlyList<string> Addresses => _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses.ToArray() ?? [];
 
-    public static async Task<AdminServer> StartAsync(string urls, Func<bool> isReady, Func<string> metrics, CancellationToken cancellationToken)
+    public static async Task<AdminServer> StartAsync(string urls, Func<bool> isReady, Func<string?> failing, Func<string> metrics, CancellationToken cancellationToken)
     {
         var builder = WebApplication.CreateSlimBuilder();
         builder.WebHost.UseUrls(urls.Split(';'));
@@ -31,7 +32,11 @@ internal sealed class AdminServer : IAsyncDisposable
         builder.Services.AddSingleton<Microsoft.Extensions.Hosting.IHostLifetime, NoSignalsLifetime>();
         var app = builder.Build();
         app.MapGet("/healthz", () => Results.Text("ok"));
-        app.MapGet("/readyz", () => isReady() ? Results.Text("ready") : Results.Text("not ready", statusCode: StatusCodes.Status503ServiceUnavailable));
+        app.MapGet("/readyz", () =>
+        {
+            var detail = failing() is { } names ? $"; failing: {names}" : "";
+            return isReady() ? Results.Text("ready" + detail) : Results.Text("not ready" + detail, statusCode: StatusCodes.Status503ServiceUnavailable);
+        });
         app.MapGet("/metrics", () => Results.Text(metrics(), "text/plain; version=0.0.4; charset=utf-8"));
         await app.StartAsync(cancellationToken).ConfigureAwait(false);
         return new AdminServer(app);

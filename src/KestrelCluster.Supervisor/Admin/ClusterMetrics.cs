@@ -97,7 +97,7 @@ internal sealed class ClusterMetrics : IDisposable
 
         var workers = _workers;
         text.Append("# HELP kestrel_cluster_workers Workers by state.\n# TYPE kestrel_cluster_workers gauge\n");
-        foreach (var state in new[] { "starting", "ready", "draining" })
+        foreach (var state in new[] { "pending", "starting", "failing", "ready", "draining" })
         {
             text.Append(CultureInfo.InvariantCulture, $"kestrel_cluster_workers{{state=\"{state}\"}} {workers.Count(w => w.State == state)}\n");
         }

@@ -63,29 +63,37 @@ internal sealed partial class ClusterSupervisor
         }
     }
 
+    // One row per worker process, and one per slot that has none running (failing and waiting to retry, or
+    // waiting for its turn to start).
     private IReadOnlyList<WorkerRow> ListWorkers()
     {
-        var now = Environment.TickCount64;
-        return _instances
-            .OrderBy(i => i.SlotId).ThenBy(i => i.Generation)
-            .Select(i => new WorkerRow(
+        var now = Now;
+        var rows = _instances.Select(i =>
+        {
+            var slot = SlotOf(i);
+            var state = slot is { IsFailing: true } && slot.Current == i && i.State == WorkerState.Starting ? "failing" : i.State.ToString().ToLowerInvariant();
+            return new WorkerRow(
                 i.SlotId,
                 i.Pid,
                 i.Generation,
-                i.State.ToString().ToLowerInvariant(),
+                state,
                 Math.Round((now - i.StartedAt) / 1000.0, 1),
-                SlotOf(i)?.Restarts ?? 0,
+                slot?.Restarts ?? 0,
                 i.Session?.OpenConnections ?? 0,
                 i.Session?.Accepted ?? 0,
                 i.CpuPercent,
-                i.MemoryBytes))
-            .ToList();
+                i.MemoryBytes);
+        });
+        var idle = _slots
+            .Where(s => s.Current is null && !s.Retiring && !_instances.Any(i => i.SlotId == s.Id && i.State == WorkerState.Starting))
+            .Select(s => new WorkerRow(s.Id, 0, s.Generation, s.IsFailing ? "failing" : "pending", 0, s.Restarts, 0, 0, 0, 0));
+        return [.. rows.Concat(idle).OrderBy(r => r.Id).ThenBy(r => r.Generation)];
     }
 
     private SupervisorRow DescribeSupervisor()
     {
         using var self = System.Diagnostics.Process.GetCurrentProcess();
-        var now = Environment.TickCount64;
+        var now = Now;
         var cpu = self.TotalProcessorTime;
         var percent = _selfSampledAt != 0 && now > _selfSampledAt ? (cpu - _selfCpu).TotalMilliseconds * 100 / (now - _selfSampledAt) : 0;
         (_selfCpu, _selfSampledAt) = (cpu, now);

@@ -8,33 +8,27 @@ internal sealed partial class ClusterSupervisor
 {
     private void StartReload(TaskCompletionSource<ControlResponse>? waiter, string source)
     {
-        if (_reload is { IsRecycle: true })
-        {
-            // A memory recycle is replacing one worker; the reload follows as soon as it is done.
-            _reloadAfterRecycle.Add((waiter, source));
-            return;
-        }
-
         if (_reload is not null)
         {
-            if (waiter is not null)
-            {
-                _reload.Waiters.Add(waiter);
-            }
-
+            // Joining the running pass would answer "reloaded" while some workers still run code started before
+            // this request. One more pass afterwards keeps the rule: a reload that succeeds leaves every worker
+            // on a generation started after it was asked for.
+            _queuedReloads.Add((waiter, source));
+            SupervisorLog.ReloadQueued(_logger, source, _reload.ToGeneration);
             return;
         }
 
+        BeginReloadPass(waiter is null ? [] : [waiter], source);
+    }
+
+    private void BeginReloadPass(IEnumerable<TaskCompletionSource<ControlResponse>> waiters, string source)
+    {
         var from = Generation;
         Generation++;
         SupervisorLog.ReloadStarting(_logger, source, from, Generation);
         _systemd?.Notify($"RELOADING=1\nMONOTONIC_USEC={System.Diagnostics.Stopwatch.GetTimestamp() * 1_000_000 / System.Diagnostics.Stopwatch.Frequency}\nSTATUS=reloading to generation {Generation}");
         _reload = new ReloadOperation(from, Generation, new Queue<WorkerSlot>(_slots.Where(s => !s.Retiring)));
-        if (waiter is not null)
-        {
-            _reload.Waiters.Add(waiter);
-        }
-
+        _reload.Waiters.AddRange(waiters);
         ContinueReload();
     }
 
@@ -44,13 +38,17 @@ internal sealed partial class ClusterSupervisor
         reload.Incoming = null;
         while (reload.Pending.TryDequeue(out var slot))
         {
-            if (!_slots.Contains(slot))
+            if (!_slots.Contains(slot) || slot.Retiring)
             {
                 continue;
             }
 
-            slot.RestartAt = null;
-            reload.Incoming = Spawn(slot, reload.ToGeneration);
+            reload.Incoming = Spawn(slot.Id, reload.ToGeneration, out var failure);
+            if (reload.Incoming is null)
+            {
+                FailReload($"cannot start worker {slot.Id} of generation {reload.ToGeneration}: {failure}");
+            }
+
             return;
         }
 
@@ -69,22 +67,20 @@ internal sealed partial class ClusterSupervisor
             }
         }
 
-        StartQueuedReload();
+        StartQueuedReloads();
     }
 
-    private void StartQueuedReload()
+    // Every reload asked for during the pass that just ended runs now, together, as one pass.
+    private void StartQueuedReloads()
     {
-        if (_reloadAfterRecycle.Count == 0 || _stopPhase != StopPhase.None)
+        if (_queuedReloads.Count == 0 || _stopPhase != StopPhase.None)
         {
             return;
         }
 
-        var queued = _reloadAfterRecycle.ToList();
-        _reloadAfterRecycle.Clear();
-        foreach (var (waiter, source) in queued)
-        {
-            StartReload(waiter, source);
-        }
+        var queued = _queuedReloads.ToList();
+        _queuedReloads.Clear();
+        BeginReloadPass(queued.Select(q => q.Waiter).OfType<TaskCompletionSource<ControlResponse>>(), string.Join(", ", queued.Select(q => q.Source).Distinct()));
     }
 
     private void FailReload(string reason)
@@ -96,18 +92,20 @@ internal sealed partial class ClusterSupervisor
         {
             // The worker over its memory limit keeps serving; the next sample tries again.
             SupervisorLog.RecycleFailed(_logger, reason);
-            StartQueuedReload();
-            return;
+        }
+        else
+        {
+            // Slots not yet replaced keep serving the old generation; that is what restarts use too.
+            Generation = reload.FromGeneration;
+            SupervisorLog.ReloadFailed(_logger, reason, reload.FromGeneration);
+            _systemd?.Notify($"READY=1\nSTATUS=reload failed; generation {reload.FromGeneration} serving");
+            foreach (var waiter in reload.Waiters)
+            {
+                waiter.TrySetResult(ControlResponse.Failure($"reload failed: {reason}; the workers of generation {reload.FromGeneration} keep serving"));
+            }
         }
 
-        // Slots not yet replaced keep serving the old generation; that is what restarts use too.
-        Generation = reload.FromGeneration;
-        SupervisorLog.ReloadFailed(_logger, reason, reload.FromGeneration);
-        _systemd?.Notify($"READY=1\nSTATUS=reload failed; generation {reload.FromGeneration} serving");
-        foreach (var waiter in reload.Waiters)
-        {
-            waiter.TrySetResult(ControlResponse.Failure($"reload failed: {reason}; the workers of generation {reload.FromGeneration} keep serving"));
-        }
+        StartQueuedReloads();
     }
 
     private void Scale(int workers, TaskCompletionSource<ControlResponse>? waiter)
@@ -125,16 +123,18 @@ internal sealed partial class ClusterSupervisor
                 }
 
                 var slot = new WorkerSlot(nextId, Generation);
+                slot.StartSoon(Now);
                 _slots.Add(slot);
-                StartWorker(slot);
             }
+
+            // A few at a time; the rest start as these become ready.
+            StartDueWorkers();
         }
         else
         {
             foreach (var slot in active.Skip(workers))
             {
-                slot.Retiring = true;
-                slot.RestartAt = null;
+                slot.Retire();
                 if (slot.Current is { } current)
                 {
                     Drain(current);
@@ -149,7 +149,9 @@ internal sealed partial class ClusterSupervisor
         _announcedAllReady = false;
         if (waiter is not null)
         {
-            _scaleWaiters.Add((waiter, Environment.TickCount64 + (long)_options.ReadyTimeout.TotalMilliseconds + 5_000));
+            // Workers start a few at a time, so a large scale-up gets a ready timeout per batch.
+            var batches = Math.Max(1, (workers - active.Count + _maxConcurrentStarts - 1) / _maxConcurrentStarts);
+            _scaleWaiters.Add((waiter, Now + (batches * (long)_options.ReadyTimeout.TotalMilliseconds) + 5_000));
         }
 
         CompleteScaleWaiters();

@@ -9,9 +9,9 @@ internal sealed partial class ClusterSupervisor
     // A reload or scale in progress when the cluster stops (or fails) will never finish: answer its waiters now.
     private void AbandonPendingOperations(string reason)
     {
-        var waiters = (_reload?.Waiters ?? []).Concat(_reloadAfterRecycle.Select(r => r.Waiter).OfType<TaskCompletionSource<ControlResponse>>()).Concat(_scaleWaiters.Select(s => s.Waiter)).ToList();
+        var waiters = (_reload?.Waiters ?? []).Concat(_queuedReloads.Select(r => r.Waiter).OfType<TaskCompletionSource<ControlResponse>>()).Concat(_scaleWaiters.Select(s => s.Waiter)).ToList();
         _reload = null;
-        _reloadAfterRecycle.Clear();
+        _queuedReloads.Clear();
         _scaleWaiters.Clear();
         foreach (var waiter in waiters)
         {
@@ -32,7 +32,7 @@ internal sealed partial class ClusterSupervisor
         AbandonPendingOperations($"the cluster is stopping ({reason})");
         _listeners.StopAccepting();
         _stopPhase = StopPhase.Settling;
-        _stopPhaseStartedAt = Environment.TickCount64;
+        _stopPhaseStartedAt = Now;
         OnTick();
     }
 
@@ -45,7 +45,7 @@ internal sealed partial class ClusterSupervisor
         }
 
         _stopPhase = StopPhase.Draining;
-        _stopPhaseStartedAt = Environment.TickCount64;
+        _stopPhaseStartedAt = Now;
         foreach (var instance in _instances.ToList())
         {
             Drain(instance);
@@ -56,18 +56,17 @@ internal sealed partial class ClusterSupervisor
 
     private void Drain(WorkerInstance instance)
     {
-        instance.State = WorkerState.Draining;
-        instance.DrainStartedAt = Environment.TickCount64;
+        var now = Now;
+        instance.BeginDrain(now);
         if (instance.Session is { } session)
         {
             _dispatcher.StopDispatching(session);
-            SendStopWhenSettled(instance, instance.DrainStartedAt);
+            SendStopWhenSettled(instance, now);
             return;
         }
 
         // Not connected (yet, or any more): there is nothing in flight to finish.
-        instance.StopSent = true;
-        instance.Kill();
+        instance.KillNow(now);
     }
 
     // Stop goes out only once the worker has acknowledged every connection passed to it: Kestrel closes
@@ -84,10 +83,10 @@ internal sealed partial class ClusterSupervisor
             return;
         }
 
-        instance.StopSent = true;
+        instance.MarkStopSent();
         if (!session.SendStop())
         {
-            instance.Kill();
+            instance.KillNow(now);
         }
     }
 
@@ -104,14 +103,14 @@ internal sealed partial class ClusterSupervisor
 
         _dispatcher.Close();
         _listeners.StopAccepting();
+        var now = Now;
         foreach (var instance in _instances.ToList())
         {
-            instance.State = WorkerState.Draining;
-            instance.Kill();
+            instance.KillNow(now);
         }
 
         _stopPhase = StopPhase.Killing;
-        _stopPhaseStartedAt = Environment.TickCount64;
+        _stopPhaseStartedAt = now;
         CompleteStopIfDone();
     }
 

@@ -13,24 +13,22 @@ namespace KestrelCluster.Supervisor.Hosting;
 
 // The supervisor loop (gunicorn's arbiter): signals, child exits, channel events and timers only enqueue
 // events; this one loop owns the workers' lifecycle state. The connection hot path (accept → dispatch →
-// acknowledge) runs beside it under the dispatcher's lock.
+// acknowledge) runs beside it under the dispatcher's lock. Processes start through an IWorkerLauncher and time
+// comes from a clock, both injectable, so each lifecycle rule can be tested without real processes.
 internal sealed partial class ClusterSupervisor : IWorkerSessionHandler, IDisposable
 {
-    // A slot whose worker exits this many times in a row before it is ever ready ends the run.
-    internal const int MaxFailuresBeforeReady = 5;
     private static readonly TimeSpan TickInterval = TimeSpan.FromMilliseconds(100);
-    private static readonly TimeSpan FirstBackoff = TimeSpan.FromMilliseconds(250);
-    private static readonly TimeSpan MaxBackoff = TimeSpan.FromSeconds(30);
-    // A worker that stayed up this long is healthy again: its next crash restarts at once.
-    private static readonly TimeSpan StableUptime = TimeSpan.FromSeconds(30);
     // How long a stop waits for accepted connections to reach a worker before it drains the workers.
     private static readonly TimeSpan SettleLimit = TimeSpan.FromSeconds(5);
 
     private readonly RunOptions _options;
     private readonly WorkerCommand _command;
-    private readonly RuntimeDirectory _runtimeDirectory;
+    private readonly IWorkerLauncher _launcher;
+    private readonly Func<long> _clock;
+    private readonly bool _manualTicks;
+    // Workers starting at once, at most: a `scale 64` on two cores must not start 64 runtimes together.
+    private readonly int _maxConcurrentStarts;
     private readonly ILogger _logger;
-    private readonly TextWriter _workerOutput;
     private readonly TextWriter _errorOutput;
     private readonly Channel<SupervisorEvent> _events = Channel.CreateUnbounded<SupervisorEvent>(new UnboundedChannelOptions { SingleReader = true });
     private readonly Dispatcher _dispatcher;
@@ -41,33 +39,50 @@ internal sealed partial class ClusterSupervisor : IWorkerSessionHandler, IDispos
     private readonly List<TaskCompletionSource<ControlResponse>> _stopWaiters = [];
     private readonly List<(TaskCompletionSource<ControlResponse> Waiter, long Deadline)> _scaleWaiters = [];
     private ReloadOperation? _reload;
+    // Reloads asked for while one runs: they run together as one more pass once it has finished.
+    private readonly List<(TaskCompletionSource<ControlResponse>? Waiter, string Source)> _queuedReloads = [];
     private readonly ClusterMetrics _metrics;
     private AdminServer? _admin;
     private readonly SystemdNotifier? _systemd = SystemdNotifier.FromEnvironment();
     private long _lastWatchdogAt;
     // Read by the admin endpoint's threads.
     private volatile bool _stopping;
-    private readonly List<(TaskCompletionSource<ControlResponse>? Waiter, string Source)> _reloadAfterRecycle = [];
+    private volatile string? _failingSummary;
     private readonly List<WorkerInstance> _instances = [];
     private readonly Lock _admissionLock = new();
     private readonly List<WorkerInstance> _awaitingAdmission = [];
     private StopPhase _stopPhase;
     private long _stopPhaseStartedAt;
     private int _exitCode;
-    private readonly long _startedAt = Environment.TickCount64;
+    private readonly long _startedAt;
     private long _lastSampleAt;
     private TimeSpan _selfCpu;
     private long _selfSampledAt;
     private bool _announcedAllReady;
+    // Some worker has been ready: from then on no fault of one slot ends the run.
+    private bool _hasServed;
 
-    public ClusterSupervisor(RunOptions options, WorkerCommand command, RuntimeDirectory runtimeDirectory, ILogger logger, TextWriter workerOutput, TextWriter errorOutput)
+    public ClusterSupervisor(
+        RunOptions options,
+        WorkerCommand command,
+        RuntimeDirectory runtimeDirectory,
+        ILogger logger,
+        TextWriter workerOutput,
+        TextWriter errorOutput,
+        IWorkerLauncher? launcher = null,
+        Func<long>? clock = null,
+        bool manualTicks = false,
+        int? maxConcurrentStarts = null)
     {
         _options = options;
         _command = command;
-        _runtimeDirectory = runtimeDirectory;
         _logger = logger;
-        _workerOutput = workerOutput;
         _errorOutput = errorOutput;
+        _launcher = launcher ?? new ProcessWorkerLauncher(command, runtimeDirectory.ChannelSocketPath, options.Urls, workerOutput);
+        _clock = clock ?? (() => Environment.TickCount64);
+        _manualTicks = manualTicks;
+        _maxConcurrentStarts = maxConcurrentStarts ?? Math.Max(1, Environment.ProcessorCount);
+        _startedAt = _clock();
         _dispatcher = new Dispatcher(
             maxWait: options.ReadyTimeout,
             window: options.Balance == BalanceMode.Sticky ? Dispatcher.StickyWindow : Dispatcher.DefaultWindow,
@@ -102,9 +117,14 @@ internal sealed partial class ClusterSupervisor : IWorkerSessionHandler, IDispos
 
     public int Generation { get; private set; } = 1;
 
+    private long Now => _clock();
+
     public void RequestStop(string reason) => Post(new StopRequested(reason));
 
     public void RequestReload(string reason) => Post(new ControlCommand(new ControlRequest(ControlCommands.Reload), null, reason));
+
+    /// <summary>Runs the periodic passes once (tests that drive the clock themselves).</summary>
+    internal void TickNow() => Post(new Tick());
 
     /// <summary>The addresses the cluster listens on, as bound (port 0 resolved).</summary>
     public IReadOnlyList<string> ListenAddresses => [.. _listeners.Snapshot().Select(l => l.BoundText)];
@@ -122,7 +142,7 @@ internal sealed partial class ClusterSupervisor : IWorkerSessionHandler, IDispos
         {
             try
             {
-                _admin = await AdminServer.StartAsync(adminUrls, IsReady, () => _metrics.ToPrometheusText(Generation), cancellationToken).ConfigureAwait(false);
+                _admin = await AdminServer.StartAsync(adminUrls, IsReady, FailingSummary, () => _metrics.ToPrometheusText(Generation), cancellationToken).ConfigureAwait(false);
                 SupervisorLog.AdminListening(_logger, string.Join(", ", _admin.Addresses));
             }
             catch (Exception ex) when (ex is IOException or InvalidOperationException or System.Net.Sockets.SocketException or FormatException or UriFormatException)
@@ -135,21 +155,23 @@ internal sealed partial class ClusterSupervisor : IWorkerSessionHandler, IDispos
         SupervisorLog.Starting(_logger, _slots.Count, _command.AppName, _command.ToString());
         foreach (var slot in _slots)
         {
-            StartWorker(slot);
-            if (_stopPhase != StopPhase.None)
-            {
-                break;
-            }
+            slot.StartSoon(Now);
         }
 
+        StartDueWorkers();
+
         using var ticker = new PeriodicTimer(TickInterval);
-        _ = Task.Run(async () =>
+        if (!_manualTicks)
         {
-            while (await ticker.WaitForNextTickAsync(CancellationToken.None).ConfigureAwait(false))
+            _ = Task.Run(async () =>
             {
-                Post(new Tick());
-            }
-        }, CancellationToken.None);
+                while (await ticker.WaitForNextTickAsync(CancellationToken.None).ConfigureAwait(false))
+                {
+                    Post(new Tick());
+                }
+            }, CancellationToken.None);
+        }
+
         using var cancellation = cancellationToken.Register(() => RequestStop("cancelled"));
 
         await foreach (var @event in _events.Reader.ReadAllAsync(CancellationToken.None).ConfigureAwait(false))
@@ -200,10 +222,10 @@ internal sealed partial class ClusterSupervisor : IWorkerSessionHandler, IDispos
                 OnWorkerReady(ready.Session);
                 break;
             case WorkerChannelClosed closed:
-                OnWorkerChannelClosed(closed.Session, closed.Reason, closed.Violation);
+                OnWorkerChannelClosed(closed.Session, closed.Violation);
                 break;
             case WorkerExited exited:
-                OnWorkerExited(exited.Instance);
+                OnWorkerExited(exited.Instance, exited.ExitCode);
                 break;
             case StopRequested stop:
                 BeginStop(stop.Reason);
@@ -220,23 +242,61 @@ internal sealed partial class ClusterSupervisor : IWorkerSessionHandler, IDispos
         }
     }
 
-    private void StartWorker(WorkerSlot slot)
+    // Starts a worker for every slot that wants one now, a few at a time.
+    private void StartDueWorkers()
     {
-        slot.RestartAt = null;
-        slot.Current = Spawn(slot, slot.Generation);
+        if (_stopPhase != StopPhase.None)
+        {
+            return;
+        }
+
+        var now = Now;
+        var starting = _instances.Count(i => i.State == WorkerState.Starting);
+        foreach (var slot in _slots.OrderBy(s => s.Id).ToList())
+        {
+            if (starting >= _maxConcurrentStarts)
+            {
+                return;
+            }
+
+            if (!slot.WantsWorker(now) || _reload?.Incoming?.SlotId == slot.Id)
+            {
+                continue;
+            }
+
+            var instance = Spawn(slot.Id, slot.Generation, out var failure);
+            if (instance is not null)
+            {
+                slot.Started(instance);
+                starting++;
+                continue;
+            }
+
+            if (!_hasServed)
+            {
+                // Nothing has ever served: this is a broken app or setup, not a local fault. Say so and stop.
+                Fail($"cannot start worker {slot.Id}: {failure}");
+                return;
+            }
+
+            var delay = slot.Failed(now, failure!, becameReady: false, servedMilliseconds: 0);
+            _metrics.WorkerRestarted();
+            SupervisorLog.WorkerSpawnFailed(_logger, slot.Id, failure!, (long)delay.TotalMilliseconds);
+        }
     }
 
-    private WorkerInstance? Spawn(WorkerSlot slot, int generation)
+    private WorkerInstance? Spawn(int slotId, int generation, out string? failure)
     {
-        WorkerInstance instance;
+        var launch = new WorkerLaunch(slotId, generation, Convert.ToHexString(System.Security.Cryptography.RandomNumberGenerator.GetBytes(32)));
+        var instance = new WorkerInstance(launch, Now);
         try
         {
-            instance = WorkerInstance.Start(_command, slot.Id, generation, _runtimeDirectory.ChannelSocketPath, _options.Urls, _workerOutput,
-                exited => Post(new WorkerExited(exited)));
+            instance.Attach(_launcher.Launch(launch, exitCode => Post(new WorkerExited(instance, exitCode))));
         }
         catch (WorkerStartException ex)
         {
-            Fail(ex.Message);
+            instance.Dispose();
+            failure = ex.Message;
             return null;
         }
 
@@ -246,7 +306,8 @@ internal sealed partial class ClusterSupervisor : IWorkerSessionHandler, IDispos
         }
 
         _instances.Add(instance);
-        SupervisorLog.WorkerStarted(_logger, slot.Id, instance.Pid, instance.Generation);
+        SupervisorLog.WorkerStarted(_logger, slotId, instance.Pid, generation);
+        failure = null;
         return instance;
     }
 
@@ -265,20 +326,19 @@ internal sealed partial class ClusterSupervisor : IWorkerSessionHandler, IDispos
     private void OnWorkerReady(WorkerSession session)
     {
         var instance = session.Instance;
-        if (instance.State != WorkerState.Starting || _stopPhase != StopPhase.None)
+        if (_stopPhase != StopPhase.None || !instance.MarkReady(Now))
         {
             return;
         }
 
-        instance.State = WorkerState.Ready;
-        instance.BecameReady = true;
-        instance.ReadyAt = Environment.TickCount64;
+        _hasServed = true;
         var slot = SlotOf(instance);
-        if (slot is not null)
+        if (slot is not null && slot.IsFailing)
         {
-            slot.FailuresBeforeReady = 0;
+            SupervisorLog.SlotRecovered(_logger, slot.Id, slot.ConsecutiveFailures);
         }
 
+        slot?.Ready();
         _dispatcher.AddReady(session);
         SupervisorLog.WorkerReady(_logger, instance.SlotId, instance.Pid, instance.Generation, instance.ReadyAt - instance.StartedAt);
 
@@ -286,7 +346,7 @@ internal sealed partial class ClusterSupervisor : IWorkerSessionHandler, IDispos
         {
             // The new generation serves before the old one drains: capacity never drops.
             var outgoing = slot.Current;
-            slot.Current = instance;
+            slot.Started(instance);
             slot.Generation = instance.Generation;
             if (outgoing is not null && !outgoing.HasExited)
             {
@@ -303,34 +363,45 @@ internal sealed partial class ClusterSupervisor : IWorkerSessionHandler, IDispos
             _systemd?.Notify($"READY=1\nSTATUS={_slots.Count} workers ready");
         }
 
+        StartDueWorkers();
         CompleteScaleWaiters();
     }
 
     private WorkerSlot? SlotOf(WorkerInstance instance) => _slots.Find(s => s.Id == instance.SlotId);
 
-    private void OnWorkerChannelClosed(WorkerSession session, string reason, bool violation)
+    private void OnWorkerChannelClosed(WorkerSession session, bool violation)
     {
         var instance = session.Instance;
-        if (instance.State is WorkerState.Starting or WorkerState.Ready && !instance.HasExited)
+        if (violation)
         {
-            // Without its channel a worker can neither get nor return connections: it is on its way out
-            // (or was killed for a violation). Give it the drain time to finish, then it is killed.
-            instance.State = WorkerState.Draining;
-            instance.DrainStartedAt = Environment.TickCount64;
+            // Killed before its connections go elsewhere, so none of them is served twice.
+            instance.KillNow(Now);
+        }
+        else if (instance.State is WorkerState.Starting or WorkerState.Ready && !instance.HasExited)
+        {
+            // Without its channel a worker can neither get nor return connections: it is on its way out.
+            // Give it the drain time to finish, then it is killed.
+            instance.BeginDrain(Now);
+        }
+
+        var orphans = _dispatcher.Lost(session);
+        if (orphans > 0)
+        {
+            SupervisorLog.ConnectionsRedispatched(_logger, instance.SlotId, orphans);
         }
     }
 
-    private void OnWorkerExited(WorkerInstance instance)
+    private void OnWorkerExited(WorkerInstance instance, int exitCode)
     {
         lock (_admissionLock)
         {
             _awaitingAdmission.Remove(instance);
         }
 
-        instance.State = WorkerState.Exited;
+        instance.MarkExited(exitCode);
         _instances.Remove(instance);
         instance.Session?.Close("the process exited");
-        var exit = WorkerInstance.DescribeExit(instance.ExitCode ?? -1);
+        var exit = WorkerInstance.DescribeExit(exitCode);
         var slot = SlotOf(instance);
         instance.Dispose();
 
@@ -338,6 +409,7 @@ internal sealed partial class ClusterSupervisor : IWorkerSessionHandler, IDispos
         {
             SupervisorLog.WorkerCrashed(_logger, instance.SlotId, instance.Pid, exit);
             FailReload($"worker {instance.SlotId} of generation {instance.Generation} exited before it became ready ({exit})");
+            StartDueWorkers();
             return;
         }
 
@@ -346,131 +418,142 @@ internal sealed partial class ClusterSupervisor : IWorkerSessionHandler, IDispos
             // drained, replaced or stopping: an expected exit
             SupervisorLog.WorkerExited(_logger, instance.SlotId, instance.Pid, exit);
             CompleteStopIfDone();
+            StartDueWorkers();
             CompleteScaleWaiters();
             return;
         }
 
-        slot.Current = null;
         if (slot.Retiring)
         {
             SupervisorLog.WorkerExited(_logger, instance.SlotId, instance.Pid, exit);
+            slot.Current = null;
             _slots.Remove(slot);
+            StartDueWorkers();
             CompleteScaleWaiters();
             return;
         }
 
         SupervisorLog.WorkerCrashed(_logger, instance.SlotId, instance.Pid, exit);
-        if (!instance.BecameReady)
+        var now = Now;
+        var delay = slot.Failed(now, exit, instance.BecameReady, instance.BecameReady ? now - instance.ReadyAt : 0);
+        _metrics.WorkerRestarted();
+        if (!_hasServed && slot.FailuresBeforeReady >= WorkerSlot.MaxFailuresBeforeReady)
         {
-            slot.FailuresBeforeReady++;
-            if (slot.FailuresBeforeReady >= MaxFailuresBeforeReady)
-            {
-                Fail($"worker {slot.Id} exited before it became ready {slot.FailuresBeforeReady} times in a row (last: {exit}); giving up. Its output above says why.");
-                return;
-            }
+            // Only a cluster that has never served gives up: a broken app at first start.
+            Fail($"worker {slot.Id} exited before it became ready {slot.FailuresBeforeReady} times in a row (last: {exit}); giving up. Its output above says why.");
+            return;
         }
 
-        var uptime = TimeSpan.FromMilliseconds(Environment.TickCount64 - instance.StartedAt);
-        slot.ConsecutiveCrashes = uptime >= StableUptime ? 1 : slot.ConsecutiveCrashes + 1;
-        slot.Restarts++;
-        _metrics.WorkerRestarted();
-        var delay = BackoffFor(slot.ConsecutiveCrashes);
-        SupervisorLog.WorkerRestarting(_logger, slot.Id, (long)delay.TotalMilliseconds);
-        if (delay == TimeSpan.Zero)
+        if (slot.ConsecutiveFailures > 1)
         {
-            StartWorker(slot);
+            SupervisorLog.SlotFailing(_logger, slot.Id, slot.ConsecutiveFailures, exit, (long)delay.TotalMilliseconds);
         }
         else
         {
-            slot.RestartAt = Environment.TickCount64 + (long)delay.TotalMilliseconds;
-        }
-    }
-
-    // 0 for the first crash, then 250 ms doubling up to 30 s.
-    internal static TimeSpan BackoffFor(int consecutiveCrashes)
-    {
-        if (consecutiveCrashes <= 1)
-        {
-            return TimeSpan.Zero;
+            SupervisorLog.WorkerRestarting(_logger, slot.Id, (long)delay.TotalMilliseconds);
         }
 
-        var factor = Math.Pow(2, Math.Min(consecutiveCrashes - 2, 16));
-        return TimeSpan.FromMilliseconds(Math.Min(FirstBackoff.TotalMilliseconds * factor, MaxBackoff.TotalMilliseconds));
+        StartDueWorkers();
     }
 
     private bool IsReady() => !_stopping && _dispatcher.ReadyTargets().Count > 0;
 
+    // What /readyz adds to its answer: the slots that are failing, if any.
+    private string? FailingSummary() => _failingSummary;
+
     private void OnTick()
     {
-        var now = Environment.TickCount64;
-        // Pinged from the loop itself: a supervisor whose loop hangs stops pinging and systemd restarts it.
+        var now = Now;
+        PingWatchdog(now);
+        PublishStatus();
+        ExpireWaitingConnections();
+        if (_stopPhase != StopPhase.None)
+        {
+            AdvanceStop(now);
+            return;
+        }
+
+        StartDueWorkers();
+        if (now - _lastSampleAt >= 1000)
+        {
+            _lastSampleAt = now;
+            WatchWorkers(now);
+        }
+
+        ExpireScaleWaiters(now);
+        EnforceDeadlines(now);
+    }
+
+    // Pinged from the loop itself: a supervisor whose loop hangs stops pinging and systemd restarts it.
+    private void PingWatchdog(long now)
+    {
         if (_systemd?.WatchdogInterval is { } interval && now - _lastWatchdogAt >= interval.TotalMilliseconds)
         {
             _lastWatchdogAt = now;
             _systemd.Notify("WATCHDOG=1");
         }
+    }
 
-        _metrics.Publish(_instances.Select(i => new WorkerMetrics(i.SlotId, i.Pid, i.Generation, i.State.ToString().ToLowerInvariant(), i.Session?.OpenConnections ?? 0, i.Session?.Accepted ?? 0, SlotOf(i)?.Restarts ?? 0)).ToList());
+    // For /metrics and /readyz, whose threads must not touch the loop's state.
+    private void PublishStatus()
+    {
+        var rows = ListWorkers();
+        _metrics.Publish([.. rows.Select(r => new WorkerMetrics(r.Id, r.Pid, r.Generation, r.State, r.OpenConnections, r.TotalConnections, r.Restarts))]);
+        var failing = _slots.Where(s => s.IsFailing).Select(s => $"worker {s.Id} ({s.LastFailure})").ToList();
+        _failingSummary = failing.Count == 0 ? null : string.Join(", ", failing);
+    }
+
+    private void ExpireWaitingConnections()
+    {
         var expired = _dispatcher.ExpireWaiting();
         if (expired > 0)
         {
             SupervisorLog.ConnectionsExpired(_logger, expired, _options.ReadyTimeout.TotalSeconds);
         }
+    }
 
-        if (_stopPhase == StopPhase.None)
+    private void ExpireScaleWaiters(long now)
+    {
+        for (var i = _scaleWaiters.Count - 1; i >= 0; i--)
         {
-            foreach (var slot in _slots)
+            if (_scaleWaiters[i].Deadline < now)
             {
-                if (slot.RestartAt is { } due && due <= now)
-                {
-                    StartWorker(slot);
-                }
+                _scaleWaiters[i].Waiter.TrySetResult(ControlResponse.Failure($"not every worker was ready within {_options.ReadyTimeout.TotalSeconds} s"));
+                _scaleWaiters.RemoveAt(i);
             }
-
-            if (now - _lastSampleAt >= 1000)
-            {
-                _lastSampleAt = now;
-                WatchWorkers(now);
-            }
-
-            for (var i = _scaleWaiters.Count - 1; i >= 0; i--)
-            {
-                if (_scaleWaiters[i].Deadline < now)
-                {
-                    _scaleWaiters[i].Waiter.TrySetResult(ControlResponse.Failure($"not every worker was ready within {_options.ReadyTimeout.TotalSeconds} s"));
-                    _scaleWaiters.RemoveAt(i);
-                }
-            }
-
-            foreach (var instance in _instances.ToList())
-            {
-                if (instance.State == WorkerState.Starting && now - instance.StartedAt > _options.ReadyTimeout.TotalMilliseconds)
-                {
-                    SupervisorLog.WorkerNotReady(_logger, instance.SlotId, instance.Pid, _options.ReadyTimeout.TotalSeconds);
-                    if (_reload?.Incoming == instance)
-                    {
-                        _reload.FailureReason = $"worker {instance.SlotId} of generation {instance.Generation} did not become ready within {_options.ReadyTimeout.TotalSeconds} s";
-                    }
-
-                    instance.State = WorkerState.Draining;
-                    instance.DrainStartedAt = now;
-                    instance.Kill();
-                }
-                else if (instance.State == WorkerState.Draining && !instance.StopSent)
-                {
-                    SendStopWhenSettled(instance, now);
-                }
-                else if (instance.State == WorkerState.Draining && now - instance.DrainStartedAt > _options.KillTimeout.TotalMilliseconds)
-                {
-                    SupervisorLog.WorkerKilled(_logger, instance.SlotId, instance.Pid, $"still running {_options.KillTimeout.TotalSeconds} s after it began to drain");
-                    instance.DrainStartedAt = long.MaxValue / 2;
-                    instance.Kill();
-                }
-            }
-
-            return;
         }
+    }
 
+    // A worker that does not become ready in time is killed (its slot backs off); a draining one gets its Stop
+    // once it has acknowledged what it holds, and is killed when it is still running after --kill-timeout.
+    private void EnforceDeadlines(long now)
+    {
+        foreach (var instance in _instances.ToList())
+        {
+            if (instance.IsPastReadyTimeout(now, _options.ReadyTimeout))
+            {
+                SupervisorLog.WorkerNotReady(_logger, instance.SlotId, instance.Pid, _options.ReadyTimeout.TotalSeconds);
+                if (_reload?.Incoming == instance)
+                {
+                    _reload.FailureReason = $"worker {instance.SlotId} of generation {instance.Generation} did not become ready within {_options.ReadyTimeout.TotalSeconds} s";
+                }
+
+                instance.KillNow(now);
+            }
+            else if (instance.State == WorkerState.Draining && !instance.StopSent)
+            {
+                SendStopWhenSettled(instance, now);
+            }
+            else if (instance.IsPastDrainTimeout(now, _options.KillTimeout))
+            {
+                SupervisorLog.WorkerKilled(_logger, instance.SlotId, instance.Pid, $"still running {_options.KillTimeout.TotalSeconds} s after it began to drain");
+                instance.KillNow(now);
+            }
+        }
+    }
+
+    private void AdvanceStop(long now)
+    {
         switch (_stopPhase)
         {
             case StopPhase.Settling when (_dispatcher.WaitingCount == 0 && _dispatcher.UnackedCount == 0) || now - _stopPhaseStartedAt > SettleLimit.TotalMilliseconds:
@@ -487,7 +570,7 @@ internal sealed partial class ClusterSupervisor : IWorkerSessionHandler, IDispos
                 foreach (var instance in _instances.Where(i => !i.HasExited).ToList())
                 {
                     SupervisorLog.WorkerKilled(_logger, instance.SlotId, instance.Pid, $"still running {_options.KillTimeout.TotalSeconds} s after it was asked to stop");
-                    instance.Kill();
+                    instance.KillNow(now);
                 }
 
                 _stopPhase = StopPhase.Killing;
@@ -517,10 +600,7 @@ internal sealed partial class ClusterSupervisor : IWorkerSessionHandler, IDispos
                 SupervisorLog.WorkerHung(_logger, instance.SlotId, instance.Pid, _options.HeartbeatTimeout.TotalSeconds);
                 // Its connections go elsewhere from now on; what it holds unacknowledged is re-dispatched on exit.
                 _dispatcher.StopDispatching(session);
-                instance.State = WorkerState.Draining;
-                instance.DrainStartedAt = now;
-                instance.StopSent = true;
-                instance.Kill();
+                instance.KillNow(now);
                 continue;
             }
 
@@ -559,7 +639,7 @@ internal sealed partial class ClusterSupervisor : IWorkerSessionHandler, IDispos
 
     private void OnAdmitted(WorkerInstance instance, ChannelSocket socket, PeerCredentials peer)
     {
-        var session = new WorkerSession(instance, socket, peer, _dispatcher, this, passListeningSockets: _options.Balance == BalanceMode.Shared);
+        var session = new WorkerSession(instance, socket, peer, _dispatcher, this, passListeningSockets: _options.Balance == BalanceMode.Shared, clock: _clock);
         try
         {
             session.SendWelcome();
@@ -605,15 +685,6 @@ internal sealed partial class ClusterSupervisor : IWorkerSessionHandler, IDispos
         if (violation)
         {
             SupervisorLog.WorkerProtocolViolation(_logger, session.Instance.SlotId, session.Instance.Pid, reason);
-            session.Instance.Kill();
-        }
-        else
-        {
-            var orphans = session.Unacked.Count;
-            if (orphans > 0)
-            {
-                SupervisorLog.ConnectionsRedispatched(_logger, session.Instance.SlotId, orphans);
-            }
         }
 
         Post(new WorkerChannelClosed(session, reason, violation));

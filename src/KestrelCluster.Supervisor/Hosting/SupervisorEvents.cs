@@ -14,7 +14,7 @@ internal sealed record WorkerBecameReady(WorkerSession Session) : SupervisorEven
 
 internal sealed record WorkerChannelClosed(WorkerSession Session, string Reason, bool Violation) : SupervisorEvent;
 
-internal sealed record WorkerExited(WorkerInstance Instance) : SupervisorEvent;
+internal sealed record WorkerExited(WorkerInstance Instance, int ExitCode) : SupervisorEvent;
 
 internal sealed record StopRequested(string Reason) : SupervisorEvent;
 

@@ -1,23 +1,22 @@
-using System.ComponentModel;
-using System.Diagnostics;
-using System.Security.Cryptography;
 using KestrelCluster.Interop;
-using KestrelCluster.Protocol;
 
 namespace KestrelCluster.Supervisor.Workers;
 
-// One worker process: one generation of one slot.
+// One worker process: one generation of one slot. Its lifecycle (starting → ready → draining → exited, and
+// the kill that ends a drain or a start that took too long) changes only through the methods below, called
+// from the supervisor loop.
 internal sealed class WorkerInstance : IDisposable
 {
-    private readonly Process _process;
+    private IWorkerProcess? _process;
+    private TimeSpan _lastCpu;
+    private long _lastSampleAt;
 
-    internal WorkerInstance(int slotId, int generation, string token, Process process)
+    public WorkerInstance(WorkerLaunch launch, long startedAt)
     {
-        SlotId = slotId;
-        Generation = generation;
-        Token = token;
-        _process = process;
-        StartedAt = Environment.TickCount64;
+        SlotId = launch.SlotId;
+        Generation = launch.Generation;
+        Token = launch.Token;
+        StartedAt = startedAt;
     }
 
     public int SlotId { get; }
@@ -27,100 +26,27 @@ internal sealed class WorkerInstance : IDisposable
     // Secret the worker presents on the channel. Never logged.
     public string Token { get; }
 
-    public int Pid { get; private set; }
+    public int Pid => _process?.Pid ?? 0;
 
     public long StartedAt { get; }
 
-    public WorkerState State { get; set; } = WorkerState.Starting;
+    public WorkerState State { get; private set; } = WorkerState.Starting;
 
     public WorkerSession? Session { get; set; }
 
-    public bool BecameReady { get; set; }
+    public bool BecameReady { get; private set; }
 
-    public long ReadyAt { get; set; }
+    public long ReadyAt { get; private set; }
 
-    public long DrainStartedAt { get; set; }
+    public long DrainStartedAt { get; private set; }
 
     // The Stop frame went out (or there was no channel to send it on).
-    public bool StopSent { get; set; }
+    public bool StopSent { get; private set; }
+
+    // Killed because a deadline passed (ready timeout, drain timeout, heartbeat): not killed twice.
+    public bool KillSent { get; private set; }
 
     public int? ExitCode { get; private set; }
-
-    public static WorkerInstance Start(
-        WorkerCommand command,
-        int slotId,
-        int generation,
-        string channelPath,
-        string? urls,
-        TextWriter output,
-        Action<WorkerInstance> exited)
-    {
-        var startInfo = new ProcessStartInfo(command.FileName)
-        {
-            UseShellExecute = false,
-            WorkingDirectory = command.WorkingDirectory,
-            RedirectStandardInput = true,
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-        };
-        foreach (var argument in command.Arguments)
-        {
-            startInfo.ArgumentList.Add(argument);
-        }
-
-        foreach (var (name, value) in command.RuntimeDefaults)
-        {
-            startInfo.Environment[name] = value;
-        }
-
-        foreach (var variable in Hosting.SystemdNotifier.Variables.Concat(Hosting.SupervisorProcessSettings.NotForWorkers))
-        {
-            startInfo.Environment.Remove(variable);
-        }
-
-        foreach (var (name, value) in command.Variables ?? new Dictionary<string, string?>())
-        {
-            startInfo.Environment[name] = value;
-        }
-
-        var token = Convert.ToHexString(RandomNumberGenerator.GetBytes(32));
-        startInfo.Environment[ClusterEnvironment.Channel] = channelPath;
-        startInfo.Environment[ClusterEnvironment.Token] = token;
-        startInfo.Environment[ClusterEnvironment.WorkerId] = slotId.ToString(System.Globalization.CultureInfo.InvariantCulture);
-        startInfo.Environment[ClusterEnvironment.Generation] = generation.ToString(System.Globalization.CultureInfo.InvariantCulture);
-        if (urls is not null)
-        {
-            startInfo.Environment["ASPNETCORE_URLS"] = urls;
-        }
-
-        var process = new Process { StartInfo = startInfo, EnableRaisingEvents = true };
-        var instance = new WorkerInstance(slotId, generation, token, process);
-        process.Exited += (_, _) =>
-        {
-            instance.ExitCode = SafeExitCode(process);
-            exited(instance);
-        };
-
-        try
-        {
-            process.Start();
-        }
-        catch (Win32Exception ex)
-        {
-            process.Dispose();
-            throw new WorkerStartException($"cannot start '{command.FileName}': {ex.Message}");
-        }
-
-        instance.Pid = process.Id;
-        var prefix = $"[worker {slotId} pid {instance.Pid}] ";
-        process.OutputDataReceived += (_, e) => Forward(output, prefix, e.Data);
-        process.ErrorDataReceived += (_, e) => Forward(output, prefix, e.Data);
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
-        // Workers never read the supervisor's terminal.
-        process.StandardInput.Close();
-        return instance;
-    }
 
     public bool HasExited => ExitCode is not null;
 
@@ -129,38 +55,54 @@ internal sealed class WorkerInstance : IDisposable
 
     public long MemoryBytes { get; private set; }
 
-    private TimeSpan _lastCpu;
-    private long _lastSampleAt;
+    public void Attach(IWorkerProcess process) => _process = process;
 
-    /// <summary>Reads CPU time and resident memory of the app's process (the channel peer, when a wrapper started it).</summary>
-    public void SampleResources(long now)
+    /// <summary>Starting → Ready. False when the worker is past that (draining, exited) and must not get connections.</summary>
+    public bool MarkReady(long now)
     {
-        try
+        if (State != WorkerState.Starting)
         {
-            var process = _process;
-            if (Session is { Peer.ProcessId: var peerPid } && peerPid != Pid)
-            {
-                process = _peerProcess ??= Process.GetProcessById(peerPid);
-            }
-
-            process.Refresh();
-            var cpu = process.TotalProcessorTime;
-            if (_lastSampleAt != 0 && now > _lastSampleAt)
-            {
-                CpuPercent = Math.Round((cpu - _lastCpu).TotalMilliseconds * 100 / (now - _lastSampleAt), 1);
-            }
-
-            _lastCpu = cpu;
-            _lastSampleAt = now;
-            MemoryBytes = process.WorkingSet64;
+            return false;
         }
-        catch (Exception ex) when (ex is InvalidOperationException or ArgumentException or Win32Exception)
-        {
-            // exited between two samples
-        }
+
+        State = WorkerState.Ready;
+        BecameReady = true;
+        ReadyAt = now;
+        return true;
     }
 
-    private Process? _peerProcess;
+    /// <summary>Receives nothing new from now on; the drain deadline counts from the first call.</summary>
+    public void BeginDrain(long now)
+    {
+        if (State is WorkerState.Draining or WorkerState.Exited)
+        {
+            return;
+        }
+
+        State = WorkerState.Draining;
+        DrainStartedAt = now;
+    }
+
+    public void MarkStopSent() => StopSent = true;
+
+    public bool IsPastReadyTimeout(long now, TimeSpan timeout) => State == WorkerState.Starting && now - StartedAt > timeout.TotalMilliseconds;
+
+    public bool IsPastDrainTimeout(long now, TimeSpan timeout) => State == WorkerState.Draining && !KillSent && now - DrainStartedAt > timeout.TotalMilliseconds;
+
+    /// <summary>Drains (if not already) and kills: for a deadline passed or a worker that cannot be trusted.</summary>
+    public void KillNow(long now)
+    {
+        BeginDrain(now);
+        StopSent = true;
+        KillSent = true;
+        Kill();
+    }
+
+    public void MarkExited(int exitCode)
+    {
+        ExitCode = exitCode;
+        State = WorkerState.Exited;
+    }
 
     public void Kill()
     {
@@ -169,20 +111,31 @@ internal sealed class WorkerInstance : IDisposable
             return;
         }
 
-        try
-        {
-            _process.Kill(entireProcessTree: true);
-        }
-        catch (Exception ex) when (ex is InvalidOperationException or Win32Exception)
-        {
-            // already gone
-        }
-
+        _process?.Kill();
         // A wrapper command (e.g. `dotnet run`) may have started the real app as a grandchild of ours.
         if (Session is { Peer.ProcessId: var peerPid } && peerPid != Pid)
         {
             Libc.Kill(peerPid, Libc.SIGKILL);
         }
+    }
+
+    /// <summary>Reads CPU time and resident memory of the app's process (the channel peer, when a wrapper started it).</summary>
+    public void SampleResources(long now)
+    {
+        var pid = Session is { Peer.ProcessId: var peerPid } ? peerPid : Pid;
+        if (_process is null || !_process.TrySample(pid, out var cpu, out var resident))
+        {
+            return;
+        }
+
+        if (_lastSampleAt != 0 && now > _lastSampleAt)
+        {
+            CpuPercent = Math.Round((cpu - _lastCpu).TotalMilliseconds * 100 / (now - _lastSampleAt), 1);
+        }
+
+        _lastCpu = cpu;
+        _lastSampleAt = now;
+        MemoryBytes = resident;
     }
 
     public static string DescribeExit(int exitCode) => exitCode > 128 && exitCode < 128 + 65
@@ -200,31 +153,5 @@ internal sealed class WorkerInstance : IDisposable
         _ => "SIG" + signal,
     };
 
-    private static int SafeExitCode(Process process)
-    {
-        try
-        {
-            return process.ExitCode;
-        }
-        catch (InvalidOperationException)
-        {
-            return -1;
-        }
-    }
-
-    private static void Forward(TextWriter output, string prefix, string? line)
-    {
-        if (line is not null)
-        {
-            output.WriteLine(prefix + line);
-        }
-    }
-
-    public void Dispose()
-    {
-        _process.Dispose();
-        _peerProcess?.Dispose();
-    }
+    public void Dispose() => _process?.Dispose();
 }
-
-internal sealed class WorkerStartException(string message) : Exception(message);

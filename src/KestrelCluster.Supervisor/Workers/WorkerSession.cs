@@ -12,7 +12,9 @@ internal interface IWorkerSessionHandler
 
     void Ready(WorkerSession session);
 
-    // violation: the worker broke the protocol, so it cannot be trusted with the connections it holds.
+    // violation: the worker broke the protocol, so it cannot be trusted with the connections it holds. The handler
+    // returns the session's unacknowledged connections (Dispatcher.Lost) once the worker can no longer serve them:
+    // after killing it, on a violation, so that no connection is served twice.
     void Closed(WorkerSession session, string reason, bool violation);
 
     // A Message frame: to the supervisor (logged) or to every other worker (relayed).
@@ -27,10 +29,13 @@ internal sealed class WorkerSession : DispatchTarget, IDisposable
     private readonly IWorkerSessionHandler _handler;
     private readonly bool _passListeningSockets;
     private readonly CancellationTokenSource _closing = new();
+    private readonly Func<long> _clock;
     private int _closed;
 
-    public WorkerSession(WorkerInstance instance, ChannelSocket socket, PeerCredentials peer, Dispatcher dispatcher, IWorkerSessionHandler handler, bool passListeningSockets = false)
+    public WorkerSession(WorkerInstance instance, ChannelSocket socket, PeerCredentials peer, Dispatcher dispatcher, IWorkerSessionHandler handler, bool passListeningSockets = false, Func<long>? clock = null)
     {
+        _clock = clock ?? (() => Environment.TickCount64);
+        LastStatusAt = _clock();
         _passListeningSockets = passListeningSockets;
         Instance = instance;
         Peer = peer;
@@ -48,7 +53,7 @@ internal sealed class WorkerSession : DispatchTarget, IDisposable
     // From the worker's last Status frame (sent every second, which is also its heartbeat).
     public int OpenConnections { get; private set; }
 
-    public long LastStatusAt { get; private set; } = Environment.TickCount64;
+    public long LastStatusAt { get; private set; }
 
     public void Start() => _ = Task.Run(ReceiveLoopAsync);
 
@@ -217,7 +222,7 @@ internal sealed class WorkerSession : DispatchTarget, IDisposable
                 OpenConnections = Math.Max(0, reader.ReadInt32());
                 reader.EnsureEnd();
                 _dispatcher.ReportOpen(this, OpenConnections);
-                LastStatusAt = Environment.TickCount64;
+                LastStatusAt = _clock();
                 break;
             case FrameType.Ready:
                 reader.EnsureEnd();
@@ -264,9 +269,7 @@ internal sealed class WorkerSession : DispatchTarget, IDisposable
         }
 
         _closing.Cancel();
-        // The handler kills a violating worker first, so no connection it held is served twice.
         _handler.Closed(this, reason, violation);
-        _dispatcher.Lost(this);
         _socket.Dispose();
     }
 

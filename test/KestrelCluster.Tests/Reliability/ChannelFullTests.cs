@@ -59,7 +59,7 @@ public sealed class ChannelFullTests(ITestOutputHelper output)
     }
 
     private static WorkerSession NewSession(int id, SocketPair pair, Dispatcher dispatcher, IWorkerSessionHandler handler)
-        => new(new WorkerInstance(id, 1, "unused", new Process()), new ChannelSocket(pair.Left), new PeerCredentials(Environment.ProcessId, 0, 0), dispatcher, handler);
+        => new(new WorkerInstance(new WorkerLaunch(id, 1, "unused"), 0), new ChannelSocket(pair.Left), new PeerCredentials(Environment.ProcessId, 0, 0), dispatcher, handler);
 
     private static void ReadAndClose(ChannelSocket channel)
     {

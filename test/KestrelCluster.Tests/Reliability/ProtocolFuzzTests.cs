@@ -207,7 +207,7 @@ public sealed class ProtocolFuzzTests(ITestOutputHelper output)
     }
 
     private static WorkerSession NewSession(SocketPair pair, RecordingHandler handler) => new(
-        new WorkerInstance(0, 1, "not-a-real-token", new Process()),
+        new WorkerInstance(new WorkerLaunch(0, 1, "not-a-real-token"), 0),
         new ChannelSocket(pair.Left),
         new PeerCredentials(Environment.ProcessId, 0, 0),
         new Dispatcher(TimeSpan.FromSeconds(5)),
