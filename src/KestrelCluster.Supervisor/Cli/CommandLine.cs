@@ -45,7 +45,8 @@ internal static class CommandLine
 
           list   [-n name] [--json]   one row per worker: id, pid, generation, state, uptime, restarts,
                                       open and total connections
-          reload [-n name]            rolling, zero-downtime: each worker replaced once its successor is ready
+          reload [-n name]            rolling, zero-downtime: each worker replaced once its successor is ready;
+                                      during a reload, another one is queued and runs as one more pass
           scale  <N> [-n name]        run N workers (scaling down drains the extra ones)
           stop   [-n name]            drain every worker and exit
           send   <id|all> <json> [-n name]  deliver a JSON message to one worker or all (IClusterWorker)
