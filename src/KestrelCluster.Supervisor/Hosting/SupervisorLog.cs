@@ -94,4 +94,7 @@ internal static partial class SupervisorLog
 
     [LoggerMessage(30, LogLevel.Information, "Listening on {EndPoint} (socket passed by systemd)", EventName = "AdoptedSocket")]
     public static partial void AdoptedSocket(ILogger logger, string endPoint);
+
+    [LoggerMessage(31, LogLevel.Warning, "Dropped {Count} lines of output: stdout was blocked", EventName = "OutputDropped")]
+    public static partial void OutputDropped(ILogger logger, long count);
 }
