@@ -33,9 +33,11 @@ app.MapGet("/check", async (CancellationToken cancellationToken) =>
     }
 });
 
-app.MapGet("/cluster", (IServer server) => new
+app.MapGet("/cluster", (IServer server, IConfiguration configuration) => new
 {
     pid = Environment.ProcessId,
+    // Which deployment's configuration this worker read (README "Deploying by symlink").
+    release = configuration["Release"],
     workerId = Environment.GetEnvironmentVariable("KESTREL_CLUSTER_WORKER_ID"),
     generation = Environment.GetEnvironmentVariable("KESTREL_CLUSTER_GENERATION"),
     addresses = server.Features.Get<IServerAddressesFeature>()?.Addresses.ToArray() ?? [],

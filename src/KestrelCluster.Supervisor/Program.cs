@@ -4,6 +4,7 @@ using System.Text.Json;
 using KestrelCluster.Supervisor.Cli;
 using KestrelCluster.Supervisor.Control;
 using KestrelCluster.Supervisor.Hosting;
+using KestrelCluster.Supervisor.Output;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Console;
 
@@ -51,14 +52,20 @@ internal static class Program
         }
 
         SupervisorProcessSettings.Apply();
+        // Our log and the workers' lines go through one non-blocking writer: a stdout nobody reads must not stall the supervisor.
+        using var stdout = new LineOutput(Console.OpenStandardOutput());
+        Console.SetOut(stdout);
         using var loggerFactory = LoggerFactory.Create(logging => logging
             .SetMinimumLevel(LogLevel.Information)
+            .AddConsole(console => console.QueueFullMode = ConsoleLoggerQueueFullMode.DropWrite)
             .AddSimpleConsole(console =>
             {
                 console.SingleLine = true;
                 console.IncludeScopes = false;
                 console.ColorBehavior = LoggerColorBehavior.Disabled;
             }));
+        var outputLogger = loggerFactory.CreateLogger("kestrel-cluster");
+        stdout.OnDropped(count => SupervisorLog.OutputDropped(outputLogger, count));
 
         using var stopping = new CancellationTokenSource();
         ClusterHost? host = null;
@@ -86,7 +93,7 @@ internal static class Program
         try
         {
             RunSettings.ApplyLayers(options, Environment.GetEnvironmentVariable, AppFolder(options));
-            host = await ClusterHost.StartAsync(options, loggerFactory, Console.Out, Console.Error, stopping.Token).ConfigureAwait(false);
+            host = await ClusterHost.StartAsync(options, loggerFactory, stdout, Console.Error, stopping.Token).ConfigureAwait(false);
         }
         catch (CommandLineException ex)
         {

@@ -28,6 +28,8 @@ internal static class CommandLine
           --project <path>        a .csproj or its folder: built once (Release), then each worker runs its dll
           -- <command> [args]     or any command that starts the app (e.g. -- dotnet MyApp.dll)
                                   with neither, the project in the current folder
+          --cwd <path>            the command's working folder, resolved again at each worker start
+                                  (default: the current folder as $PWD names it, symlinks kept)
           -w, --workers <N|max>   number of worker processes (default: processor count)
           -n, --name <name>       cluster name (default: the app's name)
           --urls <urls>           endpoints for the workers, ';'-separated (sets ASPNETCORE_URLS)

@@ -16,6 +16,9 @@ internal sealed class RunOptions
 
     public IReadOnlyList<string> Command { get; set; } = [];
 
+    // --cwd: the workers' folder in command mode, as given (resolved again at each spawn).
+    public string? WorkingDirectory { get; set; }
+
     public BalanceMode Balance { get; set; } = BalanceMode.RoundRobin;
 
     public TimeSpan KillTimeout { get; set; } = TimeSpan.FromSeconds(DefaultKillTimeoutSeconds);

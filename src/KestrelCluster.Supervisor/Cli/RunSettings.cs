@@ -22,6 +22,7 @@ internal static class RunSettings
         new("name", "-n", "name", (o, v) => o.Name = CommandLine.ParseName(v)),
         new("urls", null, "urls", (o, v) => o.Urls = CommandLine.ParseUrls(v, "--urls")),
         new("project", null, "project", (o, v) => o.Project = v.Length > 0 ? v : throw new CommandLineException("option '--project' needs a value.")),
+        new("cwd", null, "cwd", (o, v) => o.WorkingDirectory = v.Length > 0 ? v : throw new CommandLineException("option '--cwd' needs a value.")),
         new("balance", null, "balance", (o, v) => o.Balance = CommandLine.ParseBalance(v)),
         new("kill-timeout", null, "killTimeout", (o, v) => o.KillTimeout = CommandLine.ParseSeconds("--kill-timeout", v, allowZero: true)),
         new("ready-timeout", null, "readyTimeout", (o, v) => o.ReadyTimeout = CommandLine.ParseSeconds("--ready-timeout", v, allowZero: false)),
@@ -59,6 +60,11 @@ internal static class RunSettings
         if (options.Project is not null && options.Command.Count > 0)
         {
             throw new CommandLineException("give either a project or a command after '--', not both.");
+        }
+
+        if (options.WorkingDirectory is not null && options.Command.Count == 0)
+        {
+            throw new CommandLineException("--cwd is for a command given after '--'; a project's workers run in the project's folder.");
         }
     }
 

@@ -95,15 +95,18 @@ internal static partial class SupervisorLog
     [LoggerMessage(30, LogLevel.Information, "Listening on {EndPoint} (socket passed by systemd)", EventName = "AdoptedSocket")]
     public static partial void AdoptedSocket(ILogger logger, string endPoint);
 
-    [LoggerMessage(40, LogLevel.Error, "Cannot start worker {WorkerId}: {Reason}; the other workers keep serving, retrying in {DelayMs} ms", EventName = "WorkerSpawnFailed")]
+    [LoggerMessage(31, LogLevel.Warning, "Dropped {Count} lines of output: stdout was blocked", EventName = "OutputDropped")]
+    public static partial void OutputDropped(ILogger logger, long count);
+
+    [LoggerMessage(32, LogLevel.Error, "Cannot start worker {WorkerId}: {Reason}; the other workers keep serving, retrying in {DelayMs} ms", EventName = "WorkerSpawnFailed")]
     public static partial void WorkerSpawnFailed(ILogger logger, int workerId, string reason, long delayMs);
 
-    [LoggerMessage(41, LogLevel.Warning, "Worker {WorkerId} is failing ({Failures} failures in a row, last: {Reason}); retrying in {DelayMs} ms while the other workers serve", EventName = "SlotFailing")]
+    [LoggerMessage(33, LogLevel.Warning, "Worker {WorkerId} is failing ({Failures} failures in a row, last: {Reason}); retrying in {DelayMs} ms while the other workers serve", EventName = "SlotFailing")]
     public static partial void SlotFailing(ILogger logger, int workerId, int failures, string reason, long delayMs);
 
-    [LoggerMessage(42, LogLevel.Information, "Worker {WorkerId} recovered: ready again after {Failures} failures", EventName = "SlotRecovered")]
+    [LoggerMessage(34, LogLevel.Information, "Worker {WorkerId} recovered: ready again after {Failures} failures", EventName = "SlotRecovered")]
     public static partial void SlotRecovered(ILogger logger, int workerId, int failures);
 
-    [LoggerMessage(43, LogLevel.Information, "Reload ({Source}) queued: it runs as one more pass once the reload to generation {Current} has finished", EventName = "ReloadQueued")]
+    [LoggerMessage(35, LogLevel.Information, "Reload ({Source}) queued: it runs as one more pass once the reload to generation {Current} has finished", EventName = "ReloadQueued")]
     public static partial void ReloadQueued(ILogger logger, string source, int current);
 }

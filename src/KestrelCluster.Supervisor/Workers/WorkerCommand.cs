@@ -17,23 +17,29 @@ internal sealed record WorkerCommand(string FileName, IReadOnlyList<string> Argu
         var defaults = WorkerRuntimeDefaults.For(options.Workers, Environment.ProcessorCount, Environment.GetEnvironmentVariables());
         if (options.Command.Count > 0)
         {
-            return FromCommand(options.Command) with { RuntimeDefaults = defaults };
+            return FromCommand(options.Command, WorkerWorkingDirectory.ForCommand(options.WorkingDirectory)) with { RuntimeDefaults = defaults };
         }
 
         var project = FindProject(options.Project ?? Directory.GetCurrentDirectory(), explicitPath: options.Project is not null);
         return await BuildProjectAsync(project, progress, cancellationToken).ConfigureAwait(false) with { RuntimeDefaults = defaults };
     }
 
-    private static WorkerCommand FromCommand(IReadOnlyList<string> command)
+    private static WorkerCommand FromCommand(IReadOnlyList<string> command, string workingDirectory)
     {
         var fileName = command[0];
+        // Process.Start would resolve `./app` against the supervisor's own (physical) folder.
+        if (fileName.Contains('/'))
+        {
+            fileName = Path.GetFullPath(fileName, workingDirectory);
+        }
+
         var arguments = command.Skip(1).ToList();
         var appName = Path.GetFileNameWithoutExtension(fileName);
 
         // `dotnet MyApp.dll`: check the app exists now, rather than watching every worker fail to start.
         if (IsDotnetHost(fileName) && arguments.Count > 0 && arguments[0].EndsWith(".dll", StringComparison.OrdinalIgnoreCase))
         {
-            var dll = Path.GetFullPath(arguments[0]);
+            var dll = Path.GetFullPath(arguments[0], workingDirectory);
             if (!File.Exists(dll))
             {
                 throw new CommandLineException($"app not found: {dll}");
@@ -43,10 +49,11 @@ internal sealed record WorkerCommand(string FileName, IReadOnlyList<string> Argu
         }
         else if (fileName.Contains('/') && !File.Exists(fileName))
         {
-            throw new CommandLineException($"app not found: {Path.GetFullPath(fileName)}");
+            throw new CommandLineException($"app not found: {fileName}");
         }
 
-        return new WorkerCommand(fileName, arguments, Directory.GetCurrentDirectory(), appName);
+        // A worker's $PWD names the folder it runs in, as a shell would set it.
+        return new WorkerCommand(fileName, arguments, workingDirectory, appName, new Dictionary<string, string?> { ["PWD"] = workingDirectory });
     }
 
     private static string FindProject(string path, bool explicitPath)

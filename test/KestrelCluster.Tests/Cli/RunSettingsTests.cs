@@ -23,6 +23,31 @@ public sealed class RunSettingsTests
         Assert.Equal(256L << 20, options.MaxMemoryBytes);
     }
 
+    [Fact]
+    public void ApplyLayers_CwdFromEnvironmentOrFile_SetsTheCommandsWorkingFolder()
+    {
+        using var folder = new TemporaryFolder();
+        File.WriteAllText(Path.Combine(folder.Path, "kestrel-cluster.json"), """{ "cwd": "/srv/app/current" }""");
+        var fromFile = Parse("--", "dotnet", "App.dll");
+        var fromEnvironment = Parse("--", "dotnet", "App.dll");
+
+        RunSettings.ApplyLayers(fromFile, _ => null, folder.Path);
+        RunSettings.ApplyLayers(fromEnvironment, v => v == "KESTREL_CLUSTER_CWD" ? "/srv/other/current" : null, folder.Path);
+
+        Assert.Equal("/srv/app/current", fromFile.WorkingDirectory);
+        Assert.Equal("/srv/other/current", fromEnvironment.WorkingDirectory);
+    }
+
+    [Fact]
+    public void ApplyLayers_CwdWithAProject_FailsSayingItIsForACommand()
+    {
+        using var folder = new TemporaryFolder();
+
+        var error = Assert.Throws<CommandLineException>(() => RunSettings.ApplyLayers(Parse("--project", "app", "--cwd", "/srv"), _ => null, folder.Path));
+
+        Assert.StartsWith("--cwd is for a command given after '--'", error.Message);
+    }
+
     [Theory]
     [InlineData("KESTREL_CLUSTER_KILL_TIMEOUT", "-1", "KESTREL_CLUSTER_KILL_TIMEOUT: --kill-timeout must be a number of seconds")]
     [InlineData("KESTREL_CLUSTER_BALANCE", "random", "KESTREL_CLUSTER_BALANCE: --balance must be")]

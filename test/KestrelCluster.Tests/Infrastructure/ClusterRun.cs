@@ -19,6 +19,8 @@ public sealed partial class ClusterRun : IAsyncDisposable
     private readonly ConcurrentQueue<string> _errorLines = new();
     private readonly SemaphoreSlim _lineAdded = new(0);
     private readonly TaskCompletionSource _exited = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private TaskCompletionSource? _stdoutPaused;
+    private Task _stdoutReader = Task.CompletedTask;
 
     private ClusterRun(Process process, string runtimeRoot, string name, ITestOutputHelper? output)
     {
@@ -101,7 +103,6 @@ public sealed partial class ClusterRun : IAsyncDisposable
 
         var process = new Process { StartInfo = startInfo, EnableRaisingEvents = true };
         var run = new ClusterRun(process, runtimeRoot, name, output);
-        process.OutputDataReceived += (_, e) => run.OnLine(e.Data);
         process.ErrorDataReceived += (_, e) =>
         {
             if (e.Data is not null)
@@ -113,9 +114,36 @@ public sealed partial class ClusterRun : IAsyncDisposable
         };
         process.Exited += (_, _) => run._exited.TrySetResult();
         process.Start();
-        process.BeginOutputReadLine();
+        run._stdoutReader = Task.Run(() => run.ReadStdoutAsync(process.StandardOutput));
         process.BeginErrorReadLine();
         return run;
+    }
+
+    /// <summary>
+    /// Stops reading the supervisor's stdout, as a paused terminal or a stuck log shipper would: once the pipe is
+    /// full, the supervisor's writes to stdout block. <see cref="ResumeStdout"/> reads on.
+    /// </summary>
+    public void PauseStdout() => Interlocked.CompareExchange(ref _stdoutPaused, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously), null);
+
+    public void ResumeStdout() => Interlocked.Exchange(ref _stdoutPaused, null)?.TrySetResult();
+
+    private async Task ReadStdoutAsync(StreamReader stdout)
+    {
+        while (true)
+        {
+            if (Volatile.Read(ref _stdoutPaused) is { } paused)
+            {
+                await paused.Task;
+            }
+
+            var line = await stdout.ReadLineAsync();
+            if (line is null)
+            {
+                return;
+            }
+
+            OnLine(line);
+        }
     }
 
     /// <summary>Starts a cluster of the sample and waits until every worker is ready and the port is known.</summary>
@@ -196,6 +224,7 @@ public sealed partial class ClusterRun : IAsyncDisposable
         await _exited.Task.WaitAsync(timeout);
         // Exited fires before the redirected streams are drained.
         await _process.WaitForExitAsync().WaitAsync(timeout);
+        await _stdoutReader.WaitAsync(timeout);
         return _process.ExitCode;
     }
 
@@ -242,12 +271,15 @@ public sealed partial class ClusterRun : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        ResumeStdout();
+        // Workers whose start line was never read (stdout paused) are found as the supervisor's children.
+        var workers = HasExited ? WorkerPids : [.. WorkerPids, .. LiveWorkerPids()];
         if (!HasExited)
         {
             Signal(ProcessInfo.SIGKILL);
         }
 
-        foreach (var pid in WorkerPids)
+        foreach (var pid in workers)
         {
             ProcessInfo.Signal(pid, ProcessInfo.SIGKILL);
         }
@@ -260,7 +292,7 @@ public sealed partial class ClusterRun : IAsyncDisposable
         {
         }
 
-        await ProcessInfo.WaitUntilGoneAsync(WorkerPids, TimeSpan.FromSeconds(10));
+        await ProcessInfo.WaitUntilGoneAsync(workers, TimeSpan.FromSeconds(10));
         _process.Dispose();
         try
         {
