@@ -65,6 +65,7 @@ run_options=()
 [[ $CWD_OPTION == 1 ]] && run_options+=(--cwd "$deploy/current")
 start_service "$deploy/current" "$name" "$WORKERS" "$READY_SECONDS" "${run_options[@]}" -- dotnet HelloCluster.dll
 echo "supervisor pid $supervisor (session $supervisor), port $port, deploy folder $deploy"
+echo "supervisor's $({ tr '\0' '\n' <"/proc/$supervisor/environ"; } 2>/dev/null | grep '^PWD=' || echo 'PWD: not set'), its cwd $(readlink "/proc/$supervisor/cwd")"
 # The /proc check must see v1 now, or it could not tell releases apart later.
 on=$(on_release v1)
 echo "workers on v1's code and config: $on"
