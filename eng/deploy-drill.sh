@@ -33,7 +33,7 @@ for v in v1 v2 v3; do
 {
   "Logging": { "LogLevel": { "Default": "Information", "Microsoft.AspNetCore": "Warning" } },
   "AllowedHosts": "127.0.0.1;localhost;release-$v.drill.invalid",
-  "Drill": { "Release": "$v" }
+  "Release": "$v"
 }
 JSON
 done
