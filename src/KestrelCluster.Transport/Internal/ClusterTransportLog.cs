@@ -23,4 +23,7 @@ internal static partial class ClusterTransportLog
 
     [LoggerMessage(6, LogLevel.Warning, "Dropped a cluster message that is not JSON: {Reason}", EventName = "BadMessage")]
     public static partial void BadMessage(ILogger logger, string reason);
+
+    [LoggerMessage(7, LogLevel.Warning, "This worker is close to its open file limit ({Limit}): refused {Count} passed connections, which the supervisor passes to another worker. Logged once until connections fit again.", EventName = "FdLimitReached")]
+    public static partial void FdLimitReached(ILogger logger, int count, int limit);
 }
