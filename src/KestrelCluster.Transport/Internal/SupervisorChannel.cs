@@ -16,6 +16,7 @@ internal sealed class SupervisorChannel : IAsyncDisposable
 {
     private readonly ClusterTransportOptions _options;
     private readonly IHostApplicationLifetime _lifetime;
+    private readonly ConnectionDrain _drain;
     private readonly ILogger _logger;
     private readonly string _channelPath;
     private readonly string _token;
@@ -27,7 +28,6 @@ internal sealed class SupervisorChannel : IAsyncDisposable
     private ChannelSocket? _socket;
     private Task? _receiveLoop;
     private int _nextRequestId;
-    private int _openConnections;
     private Thread? _statusThread;
     private int _statusPending;
     private volatile bool _closed;
@@ -35,10 +35,11 @@ internal sealed class SupervisorChannel : IAsyncDisposable
     private readonly int _fdLimitReserveFrom;
     private bool _atFdLimit;
 
-    public SupervisorChannel(IOptions<ClusterTransportOptions> options, IHostApplicationLifetime lifetime, ILogger<SupervisorChannel> logger)
+    public SupervisorChannel(IOptions<ClusterTransportOptions> options, IHostApplicationLifetime lifetime, ConnectionDrain drain, ILogger<SupervisorChannel> logger)
     {
         _options = options.Value;
         _lifetime = lifetime;
+        _drain = drain;
         _logger = logger;
         _channelPath = Environment.GetEnvironmentVariable(ClusterEnvironment.Channel) ?? throw new InvalidOperationException($"{ClusterEnvironment.Channel} is not set.");
         _token = Environment.GetEnvironmentVariable(ClusterEnvironment.Token) ?? "";
@@ -161,11 +162,7 @@ internal sealed class SupervisorChannel : IAsyncDisposable
         TrySendQuietly(writer.Written);
     }
 
-    public void TrackConnection(ConnectionContext connection)
-    {
-        Interlocked.Increment(ref _openConnections);
-        connection.ConnectionClosed.Register(static state => Interlocked.Decrement(ref ((SupervisorChannel)state!)._openConnections), this);
-    }
+    public void TrackConnection(ConnectionContext connection) => _drain.Track(connection);
 
     // Every second: the open connection count for `list`, and proof of life for hang detection. The
     // tick comes from a dedicated thread, but the frame is sent by an ordinary thread-pool work item queued
@@ -186,7 +183,7 @@ internal sealed class SupervisorChannel : IAsyncDisposable
         Volatile.Write(ref _statusPending, 0);
         Span<byte> buffer = stackalloc byte[5];
         var writer = new FrameWriter(buffer, FrameType.Status);
-        writer.WriteInt32(Volatile.Read(ref _openConnections));
+        writer.WriteInt32(_drain.OpenConnections);
         TrySendQuietly(writer.Written);
     }
 
@@ -365,7 +362,7 @@ internal sealed class SupervisorChannel : IAsyncDisposable
                 break;
             case FrameType.Stop:
                 ClusterTransportLog.StopRequested(_logger);
-                _lifetime.StopApplication();
+                _drain.Begin();
                 break;
             default:
                 throw new InvalidFrameException($"unexpected {reader.Type} frame from the supervisor");
