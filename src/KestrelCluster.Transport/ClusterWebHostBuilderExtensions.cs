@@ -9,6 +9,9 @@ namespace Microsoft.AspNetCore.Hosting;
 /// <summary>Extensions that let an ASP.NET Core app run as a kestrel-cluster worker.</summary>
 public static class ClusterWebHostBuilderExtensions
 {
+    // Well within the supervisor's default --kill-timeout (30 s), which also has to cover Kestrel's own shutdown.
+    private static readonly TimeSpan MaxDrainTimeout = TimeSpan.FromSeconds(20);
+
     /// <summary>
     /// Serves the app's endpoints through the kestrel-cluster supervisor when the process is one of its
     /// workers: the supervisor owns the listening sockets and passes each accepted connection to a worker.
@@ -21,7 +24,8 @@ public static class ClusterWebHostBuilderExtensions
         return builder.ConfigureServices(services =>
         {
             var options = services.AddOptions<ClusterTransportOptions>()
-                .Validate(o => o.SupervisorTimeout > TimeSpan.Zero, "ClusterTransportOptions.SupervisorTimeout must be positive.");
+                .Validate(o => o.SupervisorTimeout > TimeSpan.Zero, "ClusterTransportOptions.SupervisorTimeout must be positive.")
+                .Validate(o => o.DrainTimeout >= TimeSpan.Zero && o.DrainTimeout <= MaxDrainTimeout, $"ClusterTransportOptions.DrainTimeout must be between 0 and {MaxDrainTimeout.TotalSeconds} seconds.");
             if (configure is not null)
             {
                 options.Configure(configure);
@@ -33,6 +37,8 @@ public static class ClusterWebHostBuilderExtensions
                 return;
             }
 
+            services.AddSingleton<ConnectionDrain>();
+            services.AddSingleton<IStartupFilter, DrainStartupFilter>();
             services.AddSingleton<SupervisorChannel>();
             services.AddSingleton<IClusterWorker>(provider =>
             {

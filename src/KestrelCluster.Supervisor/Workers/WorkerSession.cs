@@ -131,7 +131,7 @@ internal sealed class WorkerSession : DispatchTarget, IDisposable
                         return;
                     }
 
-                    if (fdCount > 0)
+                    if (fdCount > 0 || status == ReceiveStatus.FdsTruncated)
                     {
                         // Workers never pass fds to the supervisor.
                         ChannelSocket.CloseAll(fds.AsSpan(0, fdCount));

@@ -23,4 +23,13 @@ internal static partial class ClusterTransportLog
 
     [LoggerMessage(6, LogLevel.Warning, "Dropped a cluster message that is not JSON: {Reason}", EventName = "BadMessage")]
     public static partial void BadMessage(ILogger logger, string reason);
+
+    [LoggerMessage(7, LogLevel.Warning, "This worker is close to its open file limit ({Limit}): refused {Count} passed connections, which the supervisor passes to another worker. Logged once until connections fit again.", EventName = "FdLimitReached")]
+    public static partial void FdLimitReached(ILogger logger, int count, int limit);
+
+    [LoggerMessage(8, LogLevel.Information, "Draining: {Open} open connections are told Connection: close on their next HTTP/1.x response; the app stops when none is left, or after {Seconds} s.", EventName = "Draining")]
+    public static partial void Draining(ILogger logger, int open, double seconds);
+
+    [LoggerMessage(9, LogLevel.Information, "The drain window ended after {Seconds} s with {Open} connections still open; stopping the application.", EventName = "DrainTimedOut")]
+    public static partial void DrainTimedOut(ILogger logger, int open, double seconds);
 }

@@ -3,16 +3,18 @@ using Microsoft.Extensions.Hosting;
 
 namespace KestrelCluster.Transport;
 
-// A worker's lifetime belongs to its supervisor. Ctrl+C in a terminal signals the whole foreground process
-// group, workers included: a worker that stopped on its own would race the supervisor's orderly drain, so
-// SIGINT is left to the supervisor. SIGTERM and SIGQUIT (sent to this one process) still stop it gracefully.
-internal sealed class ClusterWorkerLifetime(IHostApplicationLifetime lifetime) : IHostLifetime, IDisposable
+// A worker's lifetime belongs to its supervisor. Ctrl+C and a terminal hangup signal the whole foreground
+// process group, workers included: a worker that stopped (SIGINT) or died (SIGHUP's default action) on its own
+// would race the supervisor's orderly drain or reload, so both are left to the supervisor. SIGTERM and SIGQUIT
+// (sent to this one process) still stop it gracefully, through the same drain window as the supervisor's Stop.
+internal sealed class ClusterWorkerLifetime(ConnectionDrain drain) : IHostLifetime, IDisposable
 {
     private readonly List<PosixSignalRegistration> _registrations = [];
 
     public Task WaitForStartAsync(CancellationToken cancellationToken)
     {
         _registrations.Add(PosixSignalRegistration.Create(PosixSignal.SIGINT, context => context.Cancel = true));
+        _registrations.Add(PosixSignalRegistration.Create(PosixSignal.SIGHUP, context => context.Cancel = true));
         _registrations.Add(PosixSignalRegistration.Create(PosixSignal.SIGTERM, Stop));
         _registrations.Add(PosixSignalRegistration.Create(PosixSignal.SIGQUIT, Stop));
         return Task.CompletedTask;
@@ -24,7 +26,7 @@ internal sealed class ClusterWorkerLifetime(IHostApplicationLifetime lifetime) :
     {
         // Keep the process alive until the host has stopped; Main returns then.
         context.Cancel = true;
-        lifetime.StopApplication();
+        drain.Begin();
     }
 
     public void Dispose() => _registrations.ForEach(r => r.Dispose());

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Sockets;
+using KestrelCluster.Interop;
 using KestrelCluster.Protocol;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.Extensions.Hosting;
@@ -15,6 +16,7 @@ internal sealed class SupervisorChannel : IAsyncDisposable
 {
     private readonly ClusterTransportOptions _options;
     private readonly IHostApplicationLifetime _lifetime;
+    private readonly ConnectionDrain _drain;
     private readonly ILogger _logger;
     private readonly string _channelPath;
     private readonly string _token;
@@ -26,18 +28,37 @@ internal sealed class SupervisorChannel : IAsyncDisposable
     private ChannelSocket? _socket;
     private Task? _receiveLoop;
     private int _nextRequestId;
-    private int _openConnections;
     private Thread? _statusThread;
     private int _statusPending;
     private volatile bool _closed;
+    private readonly int _fdLimit;
+    private readonly int _fdLimitReserveFrom;
+    private bool _atFdLimit;
 
-    public SupervisorChannel(IOptions<ClusterTransportOptions> options, IHostApplicationLifetime lifetime, ILogger<SupervisorChannel> logger)
+    public SupervisorChannel(IOptions<ClusterTransportOptions> options, IHostApplicationLifetime lifetime, ConnectionDrain drain, ILogger<SupervisorChannel> logger)
     {
         _options = options.Value;
         _lifetime = lifetime;
+        _drain = drain;
         _logger = logger;
         _channelPath = Environment.GetEnvironmentVariable(ClusterEnvironment.Channel) ?? throw new InvalidOperationException($"{ClusterEnvironment.Channel} is not set.");
         _token = Environment.GetEnvironmentVariable(ClusterEnvironment.Token) ?? "";
+        (_fdLimit, _fdLimitReserveFrom) = FdReserve();
+    }
+
+    // A worker out of fds is broken, not just full: the runtime opens every assembly it loads lazily (and
+    // aborts with "Out of memory" when it cannot), and the app opens files and outgoing connections. So passed
+    // connections may not take the last eighth of the fd limit (at least 64 fds): the kernel hands out the
+    // lowest free fd, so a passed fd at or above that mark means the reserve is being eaten into.
+    private static (int Limit, int ReserveFrom) FdReserve()
+    {
+        if (Libc.GetRLimit(Libc.RLIMIT_NOFILE, out var limit) != 0 || limit.Current >= int.MaxValue)
+        {
+            return (-1, int.MaxValue);
+        }
+
+        var current = (int)limit.Current;
+        return (current, current - Math.Max(64, current / 8));
     }
 
     public int WorkerId { get; private set; } = -1;
@@ -141,11 +162,7 @@ internal sealed class SupervisorChannel : IAsyncDisposable
         TrySendQuietly(writer.Written);
     }
 
-    public void TrackConnection(ConnectionContext connection)
-    {
-        Interlocked.Increment(ref _openConnections);
-        connection.ConnectionClosed.Register(static state => Interlocked.Decrement(ref ((SupervisorChannel)state!)._openConnections), this);
-    }
+    public void TrackConnection(ConnectionContext connection) => _drain.Track(connection);
 
     // Every second: the open connection count for `list`, and proof of life for hang detection. The
     // tick comes from a dedicated thread, but the frame is sent by an ordinary thread-pool work item queued
@@ -166,7 +183,7 @@ internal sealed class SupervisorChannel : IAsyncDisposable
         Volatile.Write(ref _statusPending, 0);
         Span<byte> buffer = stackalloc byte[5];
         var writer = new FrameWriter(buffer, FrameType.Status);
-        writer.WriteInt32(Volatile.Read(ref _openConnections));
+        writer.WriteInt32(_drain.OpenConnections);
         TrySendQuietly(writer.Written);
     }
 
@@ -261,13 +278,13 @@ internal sealed class SupervisorChannel : IAsyncDisposable
                         break;
                     }
 
-                    if (status != ReceiveStatus.Frame)
+                    if (status is not (ReceiveStatus.Frame or ReceiveStatus.FdsTruncated))
                     {
                         OnClosed(status == ReceiveStatus.Malformed ? "a malformed frame" : "end of stream");
                         return;
                     }
 
-                    Handle(buffer.AsSpan(0, length), fds.AsSpan(0, fdCount));
+                    Handle(buffer.AsSpan(0, length), fds.AsSpan(0, fdCount), fdsTruncated: status == ReceiveStatus.FdsTruncated);
                 }
             }
         }
@@ -284,7 +301,7 @@ internal sealed class SupervisorChannel : IAsyncDisposable
         }
     }
 
-    private void Handle(ReadOnlySpan<byte> frame, ReadOnlySpan<int> fds)
+    private void Handle(ReadOnlySpan<byte> frame, ReadOnlySpan<int> fds, bool fdsTruncated)
     {
         var reader = new FrameReader(frame);
         if (reader.Type is not (FrameType.Connections or FrameType.BindResult) && !fds.IsEmpty
@@ -294,10 +311,17 @@ internal sealed class SupervisorChannel : IAsyncDisposable
             throw new InvalidFrameException($"{reader.Type} frame carried file descriptors");
         }
 
+        if (fdsTruncated && reader.Type != FrameType.Connections)
+        {
+            // A shared listening socket that could not be installed: that bind cannot be served.
+            ChannelSocket.CloseAll(fds);
+            throw new InvalidFrameException($"{reader.Type} frame lost its file descriptor at this process's fd limit");
+        }
+
         switch (reader.Type)
         {
             case FrameType.Connections:
-                HandleConnections(ref reader, fds);
+                HandleConnections(ref reader, fds, fdsTruncated);
                 break;
             case FrameType.BindResult:
                 // --balance shared: the listening socket itself rides along.
@@ -338,20 +362,20 @@ internal sealed class SupervisorChannel : IAsyncDisposable
                 break;
             case FrameType.Stop:
                 ClusterTransportLog.StopRequested(_logger);
-                _lifetime.StopApplication();
+                _drain.Begin();
                 break;
             default:
                 throw new InvalidFrameException($"unexpected {reader.Type} frame from the supervisor");
         }
     }
 
-    private void HandleConnections(ref FrameReader reader, ReadOnlySpan<int> fds)
+    private void HandleConnections(ref FrameReader reader, ReadOnlySpan<int> fds, bool fdsTruncated)
     {
         int count;
         try
         {
             count = reader.ReadByte();
-            if (count != fds.Length)
+            if (fdsTruncated ? count < fds.Length : count != fds.Length)
             {
                 throw new InvalidFrameException($"Connections frame names {count} connections but carries {fds.Length} fds");
             }
@@ -364,10 +388,28 @@ internal sealed class SupervisorChannel : IAsyncDisposable
 
         // Every connection of the frame is added before Kestrel's accept loop wakes, so it acknowledges them in one frame.
         ClusterConnectionListener? added = null;
+        var refusedAtLimit = 0;
+        Span<long> lost = stackalloc long[count - fds.Length];
         for (var i = 0; i < count; i++)
         {
             var listenerId = reader.ReadInt32();
             var sequence = reader.ReadInt64();
+            if (i >= fds.Length)
+            {
+                // Its fd was never installed here; the supervisor still holds the socket and passes it on.
+                lost[i - fds.Length] = sequence;
+                continue;
+            }
+
+            if (fds[i] >= _fdLimitReserveFrom)
+            {
+                // Taking it would leave the app no fds for its own files and outgoing connections.
+                ChannelSocket.CloseAll(fds.Slice(i, 1));
+                Acknowledge([sequence], accepted: false);
+                refusedAtLimit++;
+                continue;
+            }
+
             if (!_listeners.TryGetValue(listenerId, out var listener) || !listener.TryAdd(sequence, fds[i]))
             {
                 ChannelSocket.CloseAll(fds.Slice(i, 1));
@@ -383,6 +425,17 @@ internal sealed class SupervisorChannel : IAsyncDisposable
         }
 
         added?.Flush();
+        Acknowledge(lost, accepted: false);
+        refusedAtLimit += lost.Length;
+        if (refusedAtLimit > 0 != _atFdLimit)
+        {
+            // Once per burst: at the limit, every frame would log again.
+            _atFdLimit = refusedAtLimit > 0;
+            if (_atFdLimit)
+            {
+                ClusterTransportLog.FdLimitReached(_logger, refusedAtLimit, _fdLimit);
+            }
+        }
     }
 
     private void OnClosed(string reason)

@@ -8,8 +8,12 @@ internal enum ReceiveStatus
     Frame,
     WouldBlock,
     Closed,
-    // truncated data or control (MSG_TRUNC / MSG_CTRUNC): the peer broke the protocol
+    // truncated data, or more fds than a frame may carry (MSG_TRUNC / MSG_CTRUNC): the peer broke the protocol
     Malformed,
+    // The frame arrived whole, but the kernel could not install all of its fds (MSG_CTRUNC with room left in
+    // the control buffer: this process is at its fd limit). The fds that did arrive are the frame's first ones.
+    // Only a worker can meet this legitimately; whoever expects no fds treats it as a violation.
+    FdsTruncated,
 }
 
 // A SOCK_SEQPACKET Unix socket carrying frames and passed fds. One message is one frame, and the fds
@@ -115,7 +119,7 @@ internal sealed unsafe class ChannelSocket : IDisposable
 
     /// <summary>
     /// Reads one frame without waiting. Received fds are close-on-exec and owned by the caller
-    /// (on Malformed they are closed here already).
+    /// (on Malformed they are closed here already; on FdsTruncated the caller owns those that arrived).
     /// </summary>
     public ReceiveStatus TryReceive(Span<byte> buffer, Span<int> fds, out int length, out int fdCount)
     {
@@ -158,7 +162,15 @@ internal sealed unsafe class ChannelSocket : IDisposable
                 }
 
                 fdCount = CollectFds(&header, fds);
-                if ((header.Flags & (Libc.MSG_TRUNC | Libc.MSG_CTRUNC)) != 0)
+                var truncated = header.Flags & (Libc.MSG_TRUNC | Libc.MSG_CTRUNC);
+                if (truncated == Libc.MSG_CTRUNC && fdCount < fds.Length && received > 0)
+                {
+                    // The kernel installs a message's fds in order and stops at the fd limit.
+                    length = (int)received;
+                    return ReceiveStatus.FdsTruncated;
+                }
+
+                if (truncated != 0)
                 {
                     CloseAll(fds[..fdCount]);
                     fdCount = 0;
