@@ -10,22 +10,27 @@ namespace KestrelCluster.Supervisor.Control;
 // The CLI's side: finds the cluster's control socket, sends one request, waits for the answer.
 internal static class ControlClient
 {
-    public static async Task<ControlResponse> SendAsync(string? name, ControlRequest request, TimeSpan timeout)
+    public static Task<ControlResponse> SendAsync(string? name, ControlRequest request, TimeSpan timeout)
+        => SendToAsync(RuntimeDirectory.FindControlSocket(name), request, timeout);
+
+    /// <summary>Sends one request to the control socket at <paramref name="path"/>; every failure is a CommandLineException.</summary>
+    public static async Task<ControlResponse> SendToAsync(string path, ControlRequest request, TimeSpan timeout)
     {
-        var path = RuntimeDirectory.FindControlSocket(name);
         using var socket = new ChannelSocket(ChannelSocket.CreateSocket());
         using var cancellation = new CancellationTokenSource(timeout);
         try
         {
             await socket.Socket.ConnectAsync(new UnixDomainSocketEndPoint(path), cancellation.Token).ConfigureAwait(false);
             socket.Send(JsonSerializer.SerializeToUtf8Bytes(request, ControlJson.Default.ControlRequest));
-            var buffer = new byte[FrameLimits.MaxFrameSize];
-            var fds = new int[FrameLimits.MaxFdsPerFrame];
-            var (status, length, fdCount) = await socket.ReceiveOneAsync(buffer, fds, cancellation.Token).ConfigureAwait(false);
-            ChannelSocket.CloseAll(fds.AsSpan(0, fdCount));
-            return status == ReceiveStatus.Frame
-                ? JsonSerializer.Deserialize(buffer.AsSpan(0, length), ControlJson.Default.ControlResponse) ?? throw new CommandLineException("the cluster sent an empty answer.")
-                : throw new CommandLineException($"the cluster closed the control connection without answering ({path}).");
+            var reply = await ControlReply.ReceiveAsync(socket, cancellation.Token).ConfigureAwait(false)
+                ?? throw new CommandLineException($"the cluster closed the control connection without answering ({path}).");
+            return JsonSerializer.Deserialize(reply, ControlJson.Default.ControlResponse)
+                ?? throw new CommandLineException("the cluster sent an empty answer.");
+        }
+        catch (Exception ex) when (ex is JsonException or InvalidFrameException)
+        {
+            // e.g. a supervisor of another version: one clear line, never a half-printed list.
+            throw new CommandLineException($"the cluster's answer to '{request.Command}' could not be read: {ex.Message}");
         }
         catch (SocketException ex)
         {

@@ -42,7 +42,7 @@ internal sealed class ControlServer : IDisposable
             var request = await ReceiveRequestAsync(socket).ConfigureAwait(false);
             var response = await _execute(request).ConfigureAwait(false);
             var bytes = JsonSerializer.SerializeToUtf8Bytes(response, ControlJson.Default.ControlResponse);
-            socket.Send(bytes.AsSpan(0, Math.Min(bytes.Length, FrameLimits.MaxFrameSize)));
+            ControlReply.Send(socket, bytes);
         }
         catch (Exception ex) when (ex is InvalidFrameException or JsonException or OperationCanceledException or SocketException)
         {
