@@ -32,10 +32,6 @@ internal static class ClusterLocator
             {
                 folders = clusterName is null ? Directory.GetDirectories(root.Path) : [Path.Combine(root.Path, clusterName)];
             }
-            catch (DirectoryNotFoundException)
-            {
-                continue;
-            }
             catch (UnauthorizedAccessException)
             {
                 // Only where the cluster asked for may be: not every other user's folder this one cannot list.
@@ -44,6 +40,11 @@ internal static class ClusterLocator
                     closed.Add(root.Path);
                 }
 
+                continue;
+            }
+            catch (IOException)
+            {
+                // not there (or not a folder)
                 continue;
             }
 

@@ -19,7 +19,7 @@ internal static class ControlClient
         using var socket = new ChannelSocket(ChannelSocket.CreateSocket());
         using var cancellation = new CancellationTokenSource(timeout);
         // Connected, then closed before any answer: the supervisor refuses this uid (or is exiting).
-        var closedWithoutAnswer = new CommandLineException(
+        CommandLineException ClosedWithoutAnswer() => new(
             $"the cluster closed the control connection without answering ({path}); it answers only its own user, root and members of its --control-group.");
         try
         {
@@ -30,10 +30,10 @@ internal static class ControlClient
             }
             catch (SocketException ex) when (ex.SocketErrorCode is SocketError.Shutdown or SocketError.ConnectionReset)
             {
-                throw closedWithoutAnswer;
+                throw ClosedWithoutAnswer();
             }
 
-            var reply = await ControlReply.ReceiveAsync(socket, cancellation.Token).ConfigureAwait(false) ?? throw closedWithoutAnswer;
+            var reply = await ControlReply.ReceiveAsync(socket, cancellation.Token).ConfigureAwait(false) ?? throw ClosedWithoutAnswer();
             return JsonSerializer.Deserialize(reply, ControlJson.Default.ControlResponse)
                 ?? throw new CommandLineException("the cluster sent an empty answer.");
         }

@@ -6,8 +6,9 @@ using KestrelCluster.Supervisor.Cli;
 namespace KestrelCluster.Supervisor.Hosting;
 
 // A SOCK_SEQPACKET listening socket for the supervisor's user alone (0600, inside the 0700 runtime folder), or
-// also for one group (0660, group-owned); peers are still checked with SO_PEERCRED by whoever serves them. Each accepted peer is served on its own
-// task, so one slow or hostile peer never holds up the next. The channel and the control socket use it.
+// also for one group (0660, group-owned); peers are still checked with SO_PEERCRED by whoever serves them. Each
+// accepted peer is served on its own task, so one slow or hostile peer never holds up the next. The channel and
+// the control socket use it.
 internal sealed class PrivateSocketListener : IDisposable
 {
     private readonly Socket _socket = ChannelSocket.CreateSocket();
