@@ -116,7 +116,7 @@ internal static class Program
         ControlResponse response;
         try
         {
-            response = await ControlClient.SendAsync(verb.Name, new ControlRequest(verb.Verb, verb.Workers, verb.Target, verb.Payload), timeout).ConfigureAwait(false);
+            response = await ControlClient.SendAsync(verb.Name, verb.Owner, new ControlRequest(verb.Verb, verb.Workers, verb.Target, verb.Payload), timeout).ConfigureAwait(false);
         }
         catch (CommandLineException ex)
         {

@@ -1,4 +1,5 @@
 using System.Globalization;
+using KestrelCluster.Interop;
 
 namespace KestrelCluster.Supervisor.Cli;
 
@@ -11,7 +12,8 @@ internal sealed record VersionCommand : ParsedCommand;
 internal sealed record RunCommand(RunOptions Options) : ParsedCommand;
 
 // list, reload, scale, stop: sent to a running cluster over its control socket.
-internal sealed record ControlVerb(string Verb, string? Name, int? Workers = null, bool Json = false, string? Target = null, string? Payload = null) : ParsedCommand;
+// Owner: the uid the cluster runs as (--user), when it is not the caller's.
+internal sealed record ControlVerb(string Verb, string? Name, int? Workers = null, bool Json = false, string? Target = null, string? Payload = null, uint? Owner = null) : ParsedCommand;
 
 // Parses the kestrel-cluster command line. Every mistake is one CommandLineException with a message
 // that names the offending word, so the user sees a single clear line.
@@ -40,6 +42,8 @@ internal static class CommandLine
           --heartbeat-timeout <s> replace a worker silent this long, e.g. a starved thread pool (default 30; 0: off)
           --max-memory <size>     replace a worker whose memory passes this, e.g. 512M (new one ready first)
           --admin-urls <urls>     serve /healthz, /readyz and /metrics here, e.g. http://127.0.0.1:9090
+          --control-group <group> members of this group (name or gid) may use list, reload, scale, stop, send too
+                                  (the cluster's folder becomes 0750 and its control socket 0660, owned by that group)
 
           Each option can also come from KESTREL_CLUSTER_<OPTION> (e.g. KESTREL_CLUSTER_KILL_TIMEOUT=10)
           or from kestrel-cluster.json next to the app ({ "workers": 4, "killTimeout": 10 }); the command
@@ -53,6 +57,8 @@ internal static class CommandLine
           stop   [-n name]            drain every worker and exit
           send   <id|all> <json> [-n name]  deliver a JSON message to one worker or all (IClusterWorker)
                                       (-n may be left out while only one cluster runs)
+          --user <user|uid>           with any of these: the cluster's user when it is not yours (a unit's User=);
+                                      root also finds other users' clusters without it
 
           -h, --help              show this help
           --version               show the version
@@ -153,6 +159,7 @@ internal static class CommandLine
     private static ParsedCommand ParseControl(string verb, List<string> args)
     {
         string? name = null;
+        uint? owner = null;
         int? workers = null;
         var json = false;
         var positional = new List<string>();
@@ -165,6 +172,9 @@ internal static class CommandLine
                     return new HelpCommand(Usage);
                 case "-n" or "--name":
                     name = i + 1 < args.Count ? ParseName(args[++i]) : throw new CommandLineException($"option '{arg}' needs a value.");
+                    break;
+                case "--user":
+                    owner = i + 1 < args.Count ? ParseUser(args[++i]) : throw new CommandLineException($"option '{arg}' needs a value.");
                     break;
                 case "--json" when verb == "list":
                     json = true;
@@ -215,10 +225,10 @@ internal static class CommandLine
                 throw new CommandLineException($"send: the message is not valid JSON ({ex.Message}).");
             }
 
-            return new ControlVerb(verb, name, Target: positional[0], Payload: positional[1]);
+            return new ControlVerb(verb, name, Target: positional[0], Payload: positional[1], Owner: owner);
         }
 
-        return new ControlVerb(verb, name, workers, json);
+        return new ControlVerb(verb, name, workers, json, Owner: owner);
     }
 
     internal static int ParseWorkers(string value)
@@ -256,6 +266,28 @@ internal static class CommandLine
         }
 
         return value;
+    }
+
+    /// <summary>A user name or uid, e.g. for `--user www-data`.</summary>
+    internal static uint ParseUser(string value)
+    {
+        if (uint.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out var uid))
+        {
+            return uid;
+        }
+
+        return (value.Length > 0 ? Libc.UserIdOf(value) : null) ?? throw new CommandLineException($"--user: no user named '{value}'.");
+    }
+
+    /// <summary>A group name or gid, e.g. for `--control-group ops`.</summary>
+    internal static uint ParseGroup(string value)
+    {
+        if (uint.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out var gid))
+        {
+            return gid;
+        }
+
+        return (value.Length > 0 ? Libc.GroupIdOf(value) : null) ?? throw new CommandLineException($"--control-group: no group named '{value}'.");
     }
 
     internal static string ParseUrls(string value, string name)

@@ -31,6 +31,9 @@ internal sealed class RunOptions
 
     public string? AdminUrls { get; set; }
 
+    /// <summary>A group whose members may use the control socket besides the supervisor's user and root.</summary>
+    public uint? ControlGroup { get; set; }
+
     // Settings given on the command line: the environment and kestrel-cluster.json do not override them.
     public HashSet<string> ExplicitSettings { get; } = new(StringComparer.Ordinal);
 }

@@ -29,6 +29,7 @@ internal static class RunSettings
         new("heartbeat-timeout", null, "heartbeatTimeout", (o, v) => o.HeartbeatTimeout = CommandLine.ParseSeconds("--heartbeat-timeout", v, allowZero: true)),
         new("max-memory", null, "maxMemory", (o, v) => o.MaxMemoryBytes = ParseSize("--max-memory", v)),
         new("admin-urls", null, "adminUrls", (o, v) => o.AdminUrls = CommandLine.ParseUrls(v, "--admin-urls")),
+        new("control-group", null, "controlGroup", (o, v) => o.ControlGroup = CommandLine.ParseGroup(v)),
     ];
 
     public static RunSetting? FindOption(string name) => All.FirstOrDefault(s => s.LongOption == name || s.ShortOption == name);

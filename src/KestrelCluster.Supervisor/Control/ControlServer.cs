@@ -6,8 +6,9 @@ using KestrelCluster.Supervisor.Hosting;
 
 namespace KestrelCluster.Supervisor.Control;
 
-// The cluster's control socket (0600 in the 0700 runtime folder). Peers of another uid are refused
-// (SO_PEERCRED) even if the file modes were loosened; one malformed request closes that peer only.
+// The cluster's control socket (0600 in the 0700 runtime folder; 0660 in a 0750 one for the --control-group).
+// Only our uid, root and members of the control group get in (SO_PEERCRED, SO_PEERGROUPS), whatever the file
+// modes say; one malformed request closes that peer only.
 internal sealed class ControlServer : IDisposable
 {
     private static readonly TimeSpan RequestTimeout = TimeSpan.FromSeconds(10);
@@ -16,12 +17,14 @@ internal sealed class ControlServer : IDisposable
     private readonly Func<ControlRequest, Task<ControlResponse>> _execute;
     private readonly Action<PeerCredentials?, string> _refused;
     private readonly uint _userId = Libc.GetEffectiveUserId();
+    private readonly uint? _controlGroup;
 
-    public ControlServer(string path, Func<ControlRequest, Task<ControlResponse>> execute, Action<PeerCredentials?, string> refused)
+    public ControlServer(string path, Func<ControlRequest, Task<ControlResponse>> execute, Action<PeerCredentials?, string> refused, uint? controlGroup = null)
     {
         _execute = execute;
         _refused = refused;
-        _listener = new PrivateSocketListener(path, backlog: 16);
+        _controlGroup = controlGroup;
+        _listener = new PrivateSocketListener(path, backlog: 16, controlGroup);
     }
 
     public void Start() => _listener.Start(ServeAsync);
@@ -33,7 +36,7 @@ internal sealed class ControlServer : IDisposable
         try
         {
             credentials = PeerCredentials.Of(peer);
-            if (credentials.Value.UserId != _userId)
+            if (!MayControl(peer, credentials.Value))
             {
                 _refused(credentials, $"uid {credentials.Value.UserId} may not control this cluster");
                 return;
@@ -42,13 +45,19 @@ internal sealed class ControlServer : IDisposable
             var request = await ReceiveRequestAsync(socket).ConfigureAwait(false);
             var response = await _execute(request).ConfigureAwait(false);
             var bytes = JsonSerializer.SerializeToUtf8Bytes(response, ControlJson.Default.ControlResponse);
-            socket.Send(bytes.AsSpan(0, Math.Min(bytes.Length, FrameLimits.MaxFrameSize)));
+            ControlReply.Send(socket, bytes);
         }
         catch (Exception ex) when (ex is InvalidFrameException or JsonException or OperationCanceledException or SocketException)
         {
             _refused(credentials, $"bad control request ({ex.Message})");
         }
     }
+
+    // Root may anyway (it can become us); an operator's group only when the cluster was started with one.
+    private bool MayControl(Socket peer, PeerCredentials credentials)
+        => credentials.UserId == _userId
+            || credentials.UserId == 0
+            || (_controlGroup is { } group && (credentials.GroupId == group || PeerCredentials.IsInGroup(peer, group)));
 
     private async Task<ControlRequest> ReceiveRequestAsync(ChannelSocket socket)
     {

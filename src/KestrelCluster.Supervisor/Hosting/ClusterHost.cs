@@ -56,7 +56,7 @@ internal sealed class ClusterHost : IAsyncDisposable
     {
         command ??= await WorkerCommand.ResolveAsync(options, error, cancellationToken).ConfigureAwait(false);
         cancellationToken.ThrowIfCancellationRequested();
-        var runtimeDirectory = RuntimeDirectory.Create(options.Name ?? SafeName(command.AppName), runtimeRoot);
+        var runtimeDirectory = RuntimeDirectory.Create(options.Name ?? SafeName(command.AppName), runtimeRoot, options.ControlGroup);
         ClusterSupervisor supervisor;
         try
         {

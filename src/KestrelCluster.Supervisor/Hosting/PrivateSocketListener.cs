@@ -1,21 +1,32 @@
 using System.Net.Sockets;
+using KestrelCluster.Interop;
 using KestrelCluster.Protocol;
+using KestrelCluster.Supervisor.Cli;
 
 namespace KestrelCluster.Supervisor.Hosting;
 
-// A SOCK_SEQPACKET listening socket for the supervisor's user alone (0600, inside the 0700 runtime folder;
-// peers are still checked with SO_PEERCRED by whoever serves them). Each accepted peer is served on its own
-// task, so one slow or hostile peer never holds up the next. The channel and the control socket use it.
+// A SOCK_SEQPACKET listening socket for the supervisor's user alone (0600, inside the 0700 runtime folder), or
+// also for one group (0660, group-owned); peers are still checked with SO_PEERCRED by whoever serves them. Each
+// accepted peer is served on its own task, so one slow or hostile peer never holds up the next. The channel and
+// the control socket use it.
 internal sealed class PrivateSocketListener : IDisposable
 {
     private readonly Socket _socket = ChannelSocket.CreateSocket();
     private readonly CancellationTokenSource _stopping = new();
     private readonly List<Task> _inFlight = [];
 
-    public PrivateSocketListener(string path, int backlog)
+    public PrivateSocketListener(string path, int backlog, uint? group = null)
     {
         _socket.Bind(new UnixDomainSocketEndPoint(path));
-        File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        const UnixFileMode owner = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+        File.SetUnixFileMode(path, group is null ? owner : owner | UnixFileMode.GroupRead | UnixFileMode.GroupWrite);
+        if (group is { } gid && Libc.Chown(path, Libc.Unchanged, gid) != 0)
+        {
+            var errno = Errno.Last;
+            _socket.Dispose();
+            throw new CommandLineException($"cannot give the control socket {path} to group {gid} (errno {errno}).");
+        }
+
         _socket.Listen(backlog);
     }
 

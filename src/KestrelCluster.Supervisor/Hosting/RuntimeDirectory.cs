@@ -1,68 +1,108 @@
+using System.Globalization;
 using System.Net.Sockets;
 using KestrelCluster.Interop;
 using KestrelCluster.Supervisor.Cli;
 
 namespace KestrelCluster.Supervisor.Hosting;
 
-// $XDG_RUNTIME_DIR/kestrel-cluster/<name> (or /tmp/kestrel-cluster-<uid>/<name>): 0700, ours alone.
-// Holds the channel socket the workers join and, per cluster name, the control socket.
+// $XDG_RUNTIME_DIR/kestrel-cluster/<name> (or $TMPDIR/kestrel-cluster-<uid>/<name>): 0700, ours alone, or 0750
+// for the --control-group. Holds the channel socket the workers join, the control socket and the supervisor's pid.
 internal sealed class RuntimeDirectory : IDisposable
 {
     private const UnixFileMode OwnerOnly = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute;
+    private const UnixFileMode OwnerAndGroup = OwnerOnly | UnixFileMode.GroupRead | UnixFileMode.GroupExecute;
+    // The root of a user who opens a cluster to a group: others may pass through to a folder they know the name of
+    // (which then checks them) but not list it.
+    private const UnixFileMode PassThrough = OwnerOnly | UnixFileMode.GroupExecute | UnixFileMode.OtherExecute;
     private const int MaxSocketPathLength = 107;
 
-    private RuntimeDirectory(string path)
+    public const string ControlSocketName = "control.sock";
+    private const string ChannelSocketName = "channel.sock";
+    private const string PidFileName = "supervisor.pid";
+
+    private RuntimeDirectory(string path, uint? controlGroup)
     {
         Path = path;
+        ControlGroup = controlGroup;
     }
 
     public string Path { get; }
+
+    /// <summary>The group whose members may use the control socket too (--control-group), if any.</summary>
+    public uint? ControlGroup { get; }
 
     public string ChannelSocketPath => System.IO.Path.Combine(Path, ChannelSocketName);
 
     public string ControlSocketPath => System.IO.Path.Combine(Path, ControlSocketName);
 
-    private const string ChannelSocketName = "channel.sock";
-    private const string ControlSocketName = "control.sock";
+    private string PidFilePath => System.IO.Path.Combine(Path, PidFileName);
 
-    /// <summary>The control socket of the named cluster, or of the only one running when no name is given.</summary>
-    public static string FindControlSocket(string? clusterName)
-    {
-        var root = RootFor(Libc.GetEffectiveUserId());
-        if (clusterName is not null)
-        {
-            var path = System.IO.Path.Combine(root, clusterName, ControlSocketName);
-            return File.Exists(path) ? path : throw new CommandLineException($"no cluster named '{clusterName}' is running (no {path}).");
-        }
-
-        var running = Directory.Exists(root)
-            ? Directory.GetDirectories(root).Where(d => File.Exists(System.IO.Path.Combine(d, ControlSocketName))).ToList()
-            : [];
-        return running.Count switch
-        {
-            1 => System.IO.Path.Combine(running[0], ControlSocketName),
-            0 => throw new CommandLineException($"no cluster is running (nothing in {root})."),
-            _ => throw new CommandLineException($"{running.Count} clusters are running ({string.Join(", ", running.Select(System.IO.Path.GetFileName))}); name one with -n."),
-        };
-    }
-
+    /// <summary>Where a supervisor running as <paramref name="userId"/> with this process's environment keeps its cluster folders.</summary>
     public static string RootFor(uint userId)
     {
         var xdg = Environment.GetEnvironmentVariable("XDG_RUNTIME_DIR");
         return !string.IsNullOrEmpty(xdg) && System.IO.Path.IsPathRooted(xdg)
             ? System.IO.Path.Combine(xdg, "kestrel-cluster")
-            : System.IO.Path.Combine(System.IO.Path.GetTempPath(), $"kestrel-cluster-{userId}");
+            : TempRootFor(userId);
+    }
+
+    /// <summary>The root of a supervisor without XDG_RUNTIME_DIR, e.g. a system service's.</summary>
+    public static string TempRootFor(uint userId) => System.IO.Path.Combine(System.IO.Path.GetTempPath(), TempRootPrefix + userId.ToString(CultureInfo.InvariantCulture));
+
+    public const string TempRootPrefix = "kestrel-cluster-";
+
+    /// <summary>
+    /// Reads a cluster folder's pid file ("pid start-time uid"): Gone when it names a process that no longer runs
+    /// (pids are reused, start times are not). No pid file (a folder being set up, an older supervisor's) or one we
+    /// cannot read counts as alive, owner unknown.
+    /// </summary>
+    public static (bool Gone, uint? Owner) ReadSupervisor(string folder)
+    {
+        string[] recorded;
+        try
+        {
+            recorded = File.ReadAllText(System.IO.Path.Combine(folder, PidFileName)).Split(' ', StringSplitOptions.TrimEntries);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            return (false, null);
+        }
+
+        if (recorded.Length != 3
+            || !int.TryParse(recorded[0], NumberStyles.None, CultureInfo.InvariantCulture, out _)
+            || !uint.TryParse(recorded[2], NumberStyles.None, CultureInfo.InvariantCulture, out var owner))
+        {
+            return (false, null);
+        }
+
+        return (StartTimeOf(recorded[0]) != recorded[1], owner);
+    }
+
+    // Field 22 of /proc/<pid>/stat: clock ticks from boot to the process's start. Null once the process is gone.
+    private static string? StartTimeOf(string pid)
+    {
+        try
+        {
+            var stat = File.ReadAllText($"/proc/{pid}/stat");
+            var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+            return fields.Length > 19 && fields[0] is not ("Z" or "X") ? fields[19] : null;
+        }
+        catch (IOException)
+        {
+            return null;
+        }
     }
 
     /// <param name="root">Where cluster folders live; default: the per-user root (an in-process host gives its own).</param>
-    public static RuntimeDirectory Create(string clusterName, string? root = null)
+    /// <param name="controlGroup">Opens the folder (0750) and the control socket (0660) to this group.</param>
+    public static RuntimeDirectory Create(string clusterName, string? root = null, uint? controlGroup = null)
     {
         root ??= RootFor(Libc.GetEffectiveUserId());
         var path = System.IO.Path.Combine(root, clusterName);
-        EnsurePrivate(root);
-        EnsurePrivate(path);
+        EnsureOurs(root, controlGroup is null ? KeepPassThrough(root) : PassThrough, group: null);
+        EnsureOurs(path, controlGroup is null ? OwnerOnly : OwnerAndGroup, controlGroup);
 
-        var directory = new RuntimeDirectory(path);
+        var directory = new RuntimeDirectory(path, controlGroup);
         if (directory.ChannelSocketPath.Length > MaxSocketPathLength)
         {
             throw new CommandLineException($"the runtime folder {path} is too long for a Unix socket path; use a shorter --name or XDG_RUNTIME_DIR.");
@@ -80,21 +120,33 @@ internal sealed class RuntimeDirectory : IDisposable
         }
 
         File.Delete(directory.ControlSocketPath);
-
+        var self = Environment.ProcessId.ToString(CultureInfo.InvariantCulture);
+        File.WriteAllText(directory.PidFilePath, $"{self} {StartTimeOf(self)} {Libc.GetEffectiveUserId()}\n");
+        // Readable by whoever may enter the folder: the CLI tells a live cluster from a dead one's leftovers by it.
+        File.SetUnixFileMode(directory.PidFilePath, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.OtherRead);
         return directory;
     }
 
-    private static void EnsurePrivate(string path)
+    // Another cluster of ours may have opened the root to pass through; closing it would lock out its group.
+    private static UnixFileMode KeepPassThrough(string root)
+        => Directory.Exists(root) && File.GetUnixFileMode(root) == PassThrough ? PassThrough : OwnerOnly;
+
+    private static void EnsureOurs(string path, UnixFileMode mode, uint? group)
     {
-        Directory.CreateDirectory(path, OwnerOnly);
+        Directory.CreateDirectory(path, mode);
         try
         {
             // Only the owner may chmod: this both proves the folder is ours and fixes a loose mode.
-            File.SetUnixFileMode(path, OwnerOnly);
+            File.SetUnixFileMode(path, mode);
         }
         catch (UnauthorizedAccessException)
         {
             throw new CommandLineException($"the runtime folder {path} belongs to another user; refusing to use it.");
+        }
+
+        if (group is { } gid && Libc.Chown(path, Libc.Unchanged, gid) != 0)
+        {
+            throw new CommandLineException($"cannot give the runtime folder {path} to group {gid} (errno {Errno.Last}): the supervisor's user must be a member of the --control-group.");
         }
     }
 
@@ -118,6 +170,7 @@ internal sealed class RuntimeDirectory : IDisposable
         {
             File.Delete(ChannelSocketPath);
             File.Delete(ControlSocketPath);
+            File.Delete(PidFilePath);
             Directory.Delete(Path);
         }
         catch (IOException)

@@ -11,6 +11,8 @@ internal static unsafe partial class Libc
     internal const int SOL_SOCKET = 1;
     internal const int SCM_RIGHTS = 1;
     internal const int SO_PEERCRED = 17;
+    internal const int SO_PEERGROUPS = 59;
+    internal const int NGROUPS_MAX = 65536;
 
     internal const int MSG_CTRUNC = 0x8;
     internal const int MSG_TRUNC = 0x20;

@@ -365,9 +365,35 @@ public sealed class CommandLineTests
     [Fact]
     public void Usage_MentionsEveryRunOption()
     {
-        foreach (var option in new[] { "--project", "--workers", "-w", "--name", "-n", "--urls", "--balance", "--kill-timeout", "--ready-timeout", "--help", "--version" })
+        foreach (var option in new[] { "--project", "--workers", "-w", "--name", "-n", "--urls", "--balance", "--kill-timeout", "--ready-timeout", "--control-group", "--user", "--help", "--version" })
         {
             Assert.Contains(option, CommandLine.Usage);
         }
     }
+
+    [Theory]
+    [InlineData("65534", 65534u)]
+    [InlineData("nobody", 65534u)]
+    [InlineData("root", 0u)]
+    public void Parse_ControlVerbWithUser_NameOrUidBecomesTheOwner(string user, uint expected)
+    {
+        var verb = Assert.IsType<ControlVerb>(CommandLine.Parse(["reload", "--user", user, "-n", "api"]));
+
+        Assert.Equal(expected, verb.Owner);
+        Assert.Equal("api", verb.Name);
+    }
+
+    [Theory]
+    [InlineData("4242", 4242u)]
+    [InlineData("root", 0u)]
+    public void Parse_RunWithControlGroup_NameOrGid(string group, uint expected)
+        => Assert.Equal(expected, ParseRun("--control-group", group).ControlGroup);
+
+    [Theory]
+    [InlineData("list", "--user", "no-such-user-kc")]
+    [InlineData("list", "--user")]
+    [InlineData("run", "--control-group", "no-such-group-kc")]
+    [InlineData("run", "--control-group", "")]
+    public void Parse_UnknownUserOrGroup_OneClearError(params string[] args)
+        => Assert.Matches("^(--user|--control-group|option '--user')", ParseError(args));
 }

@@ -22,23 +22,32 @@ public sealed partial class ClusterRun : IAsyncDisposable
     private TaskCompletionSource? _stdoutPaused;
     private Task _stdoutReader = Task.CompletedTask;
 
-    private ClusterRun(Process process, string runtimeRoot, string name, ITestOutputHelper? output)
+    private readonly ServiceLayout _layout;
+
+    private ClusterRun(Process process, string runtimeRoot, string name, ITestOutputHelper? output, UnixUser? owner, ServiceLayout layout)
     {
         _process = process;
         RuntimeRoot = runtimeRoot;
         Name = name;
         _output = output;
+        Owner = owner;
+        _layout = layout;
     }
 
     public int Pid => _process.Id;
 
     public string Name { get; }
 
-    /// <summary>XDG_RUNTIME_DIR of this run: channel and control sockets live below it.</summary>
+    /// <summary>XDG_RUNTIME_DIR of this run (TMPDIR of a run as another user): channel and control sockets live below it.</summary>
     public string RuntimeRoot { get; }
 
+    /// <summary>The user the supervisor runs as, when not this test's (root's).</summary>
+    public UnixUser? Owner { get; }
+
     /// <summary>This cluster's own folder below the runtime root (channel socket); gone after a clean exit.</summary>
-    public string RuntimeFolder => Path.Combine(RuntimeRoot, "kestrel-cluster", Name);
+    public string RuntimeFolder => Owner is null || _layout == ServiceLayout.SystemdRuntimeDirectory
+        ? Path.Combine(RuntimeRoot, "kestrel-cluster", Name)
+        : Path.Combine(RuntimeRoot, $"kestrel-cluster-{Owner.Uid}", Name);
 
     public string ChannelPath => Path.Combine(RuntimeFolder, "channel.sock");
 
@@ -57,11 +66,31 @@ public sealed partial class ClusterRun : IAsyncDisposable
     /// <summary>Every worker pid the supervisor reported starting.</summary>
     public IReadOnlyList<int> WorkerPids => [.. _lines.Select(l => WorkerStartedPattern().Match(l)).Where(m => m.Success).Select(m => int.Parse(m.Groups[2].Value))];
 
-    /// <summary>Starts `kestrel-cluster run [arguments]` serving the HelloCluster sample unless a command is given.</summary>
-    public static ClusterRun Start(ITestOutputHelper? output, IEnumerable<string> arguments, IDictionary<string, string>? environment = null, bool appendSampleCommand = true, string? workingDirectory = null, IReadOnlyList<string>? launcher = null, IReadOnlyList<string>? supervisorCommand = null)
+    /// <summary>
+    /// Starts `kestrel-cluster run [arguments]` serving the HelloCluster sample unless a command is given.
+    /// With an owner, the supervisor runs as that user the way a system service does (see <see cref="ServiceLayout"/>);
+    /// its TMPDIR or XDG_RUNTIME_DIR is then a private sticky folder like /tmp, and the CLI runs without either.
+    /// </summary>
+    public static ClusterRun Start(ITestOutputHelper? output, IEnumerable<string> arguments, IDictionary<string, string>? environment = null, bool appendSampleCommand = true, string? workingDirectory = null, IReadOnlyList<string>? launcher = null, IReadOnlyList<string>? supervisorCommand = null, UnixUser? owner = null, ServiceLayout layout = ServiceLayout.NoRuntimeDirectory)
     {
-        var runtimeRoot = TestPaths.NewTempDirectory();
+        string runtimeRoot;
+        if (owner is not null && layout == ServiceLayout.SystemdRuntimeDirectory)
+        {
+            runtimeRoot = Path.Combine("/run", "kct-" + Guid.NewGuid().ToString("N")[..10]);
+            Directory.CreateDirectory(runtimeRoot);
+        }
+        else
+        {
+            runtimeRoot = TestPaths.NewTempDirectory();
+        }
+
         var name = "t" + Guid.NewGuid().ToString("N")[..8];
+        if (owner is not null)
+        {
+            File.SetUnixFileMode(runtimeRoot, (UnixFileMode)0b1_111_111_111);
+            launcher = [.. owner.SetprivPrefix, .. launcher ?? []];
+        }
+
         // A launcher that execs the supervisor (e.g. systemd-socket-activate) keeps the supervisor's pid.
         // The supervisor: the tree's build by default; the packaging tests give the installed tool instead.
         IReadOnlyList<string> command = [.. launcher ?? [], .. supervisorCommand ?? [TestPaths.Dotnet, TestPaths.SupervisorDll]];
@@ -93,7 +122,18 @@ public sealed partial class ClusterRun : IAsyncDisposable
             startInfo.ArgumentList.Add(TestPaths.SampleDll);
         }
 
-        startInfo.Environment["XDG_RUNTIME_DIR"] = runtimeRoot;
+        foreach (var (key, value) in RuntimeEnvironment(runtimeRoot, owner, layout, forCli: false))
+        {
+            if (value is null)
+            {
+                startInfo.Environment.Remove(key);
+            }
+            else
+            {
+                startInfo.Environment[key] = value;
+            }
+        }
+
         startInfo.Environment.Remove("ASPNETCORE_URLS");
         startInfo.Environment.Remove("KESTREL_CLUSTER_CHANNEL");
         foreach (var (key, value) in environment ?? new Dictionary<string, string>())
@@ -102,7 +142,7 @@ public sealed partial class ClusterRun : IAsyncDisposable
         }
 
         var process = new Process { StartInfo = startInfo, EnableRaisingEvents = true };
-        var run = new ClusterRun(process, runtimeRoot, name, output);
+        var run = new ClusterRun(process, runtimeRoot, name, output, owner, layout);
         process.ErrorDataReceived += (_, e) =>
         {
             if (e.Data is not null)
@@ -147,9 +187,9 @@ public sealed partial class ClusterRun : IAsyncDisposable
     }
 
     /// <summary>Starts a cluster of the sample and waits until every worker is ready and the port is known.</summary>
-    public static async Task<ClusterRun> StartReadyAsync(ITestOutputHelper? output, int workers, string urls = "http://127.0.0.1:0", IDictionary<string, string>? environment = null, string? workingDirectory = null, params string[] extraArguments)
+    public static async Task<ClusterRun> StartReadyAsync(ITestOutputHelper? output, int workers, string urls = "http://127.0.0.1:0", IDictionary<string, string>? environment = null, string? workingDirectory = null, UnixUser? owner = null, ServiceLayout layout = ServiceLayout.NoRuntimeDirectory, params string[] extraArguments)
     {
-        var run = Start(output, ["--workers", workers.ToString(), "--urls", urls, .. extraArguments], environment, workingDirectory: workingDirectory);
+        var run = Start(output, ["--workers", workers.ToString(), "--urls", urls, .. extraArguments], environment, workingDirectory: workingDirectory, owner: owner, layout: layout);
         try
         {
             await run.WaitForLineAsync(new Regex($"All {workers} workers ready"), StartTimeout);
@@ -231,13 +271,27 @@ public sealed partial class ClusterRun : IAsyncDisposable
     public void Signal(int signal) => ProcessInfo.Signal(_process.Id, signal);
 
     /// <summary>Runs a control verb (`list`, `reload`, `scale N`, `stop`) against this cluster, as a user would.</summary>
-    public async Task<(int ExitCode, string Stdout, string Stderr)> RunCliAsync(TimeSpan timeout, params string[] arguments)
+    public Task<(int ExitCode, string Stdout, string Stderr)> RunCliAsync(TimeSpan timeout, params string[] arguments)
+        => RunCliAsAsync(null, timeout, [.. arguments, "-n", Name]);
+
+    /// <summary>
+    /// Runs `kestrel-cluster [arguments]` (nothing added) as <paramref name="user"/> (null: this test's user), with
+    /// the environment of the cluster's own user, or for a run with an owner, that of an operator's shell: no XDG_RUNTIME_DIR.
+    /// </summary>
+    public async Task<(int ExitCode, string Stdout, string Stderr)> RunCliAsAsync(UnixUser? user, TimeSpan timeout, params string[] arguments)
     {
-        var result = await ExternalCommand.RunAsync(TestPaths.Dotnet, [TestPaths.SupervisorDll, .. arguments, "-n", Name], timeout,
-            new Dictionary<string, string?> { ["XDG_RUNTIME_DIR"] = RuntimeRoot });
-        _output?.WriteLine($"$ kestrel-cluster {string.Join(' ', arguments)} → {result.ExitCode}\n{result.Stdout}{result.Stderr}");
+        IReadOnlyList<string> command = [.. user?.SetprivPrefix ?? [], TestPaths.Dotnet, TestPaths.SupervisorDll, .. arguments];
+        var result = await ExternalCommand.RunAsync(command[0], command.Skip(1), timeout, RuntimeEnvironment(RuntimeRoot, Owner, _layout, forCli: true));
+        _output?.WriteLine($"$ {(user is null ? "" : $"(uid {user.Uid}) ")}kestrel-cluster {string.Join(' ', arguments)} → {result.ExitCode}\n{result.Stdout}{result.Stderr}");
         return result;
     }
+
+    private static Dictionary<string, string?> RuntimeEnvironment(string runtimeRoot, UnixUser? owner, ServiceLayout layout, bool forCli) => (owner, layout) switch
+    {
+        (null, _) => new() { ["XDG_RUNTIME_DIR"] = runtimeRoot },
+        (_, ServiceLayout.NoRuntimeDirectory) => new() { ["XDG_RUNTIME_DIR"] = null, ["TMPDIR"] = runtimeRoot, ["HOME"] = "/tmp", ["DOTNET_CLI_HOME"] = "/tmp" },
+        _ => new() { ["XDG_RUNTIME_DIR"] = forCli ? null : runtimeRoot, ["HOME"] = "/tmp", ["DOTNET_CLI_HOME"] = "/tmp" },
+    };
 
     /// <summary>`list --json`, parsed: the workers' rows.</summary>
     public async Task<IReadOnlyList<ListedWorker>> ListAsync() => (await ListAllAsync()).Workers;
