@@ -390,38 +390,52 @@ internal sealed class SupervisorChannel : IAsyncDisposable
         ClusterConnectionListener? added = null;
         var refusedAtLimit = 0;
         Span<long> lost = stackalloc long[count - fds.Length];
-        for (var i = 0; i < count; i++)
+        var i = 0;
+        try
         {
-            var listenerId = reader.ReadInt32();
-            var sequence = reader.ReadInt64();
-            if (i >= fds.Length)
+            for (; i < count; i++)
             {
-                // Its fd was never installed here; the supervisor still holds the socket and passes it on.
-                lost[i - fds.Length] = sequence;
-                continue;
+                var listenerId = reader.ReadInt32();
+                var sequence = reader.ReadInt64();
+                if (i >= fds.Length)
+                {
+                    // Its fd was never installed here; the supervisor still holds the socket and passes it on.
+                    lost[i - fds.Length] = sequence;
+                    continue;
+                }
+
+                if (fds[i] >= _fdLimitReserveFrom)
+                {
+                    // Taking it would leave the app no fds for its own files and outgoing connections.
+                    ChannelSocket.CloseAll(fds.Slice(i, 1));
+                    Acknowledge([sequence], accepted: false);
+                    refusedAtLimit++;
+                    continue;
+                }
+
+                if (!_listeners.TryGetValue(listenerId, out var listener) || !listener.TryAdd(sequence, fds[i]))
+                {
+                    ChannelSocket.CloseAll(fds.Slice(i, 1));
+                    Acknowledge([sequence], accepted: false);
+                    continue;
+                }
+
+                if (added != listener)
+                {
+                    added?.Flush();
+                    added = listener;
+                }
+            }
+        }
+        catch (InvalidFrameException)
+        {
+            // A frame cut short names fewer connections than it carried: close the fds not yet handed on.
+            if (i < fds.Length)
+            {
+                ChannelSocket.CloseAll(fds[i..]);
             }
 
-            if (fds[i] >= _fdLimitReserveFrom)
-            {
-                // Taking it would leave the app no fds for its own files and outgoing connections.
-                ChannelSocket.CloseAll(fds.Slice(i, 1));
-                Acknowledge([sequence], accepted: false);
-                refusedAtLimit++;
-                continue;
-            }
-
-            if (!_listeners.TryGetValue(listenerId, out var listener) || !listener.TryAdd(sequence, fds[i]))
-            {
-                ChannelSocket.CloseAll(fds.Slice(i, 1));
-                Acknowledge([sequence], accepted: false);
-                continue;
-            }
-
-            if (added != listener)
-            {
-                added?.Flush();
-                added = listener;
-            }
+            throw;
         }
 
         added?.Flush();
