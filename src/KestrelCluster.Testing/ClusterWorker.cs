@@ -23,4 +23,10 @@ public enum ClusterWorkerState
 
     /// <summary>Gone.</summary>
     Exited,
+
+    /// <summary>A slot waiting for its turn to start (workers start a few at a time); no process yet (pid 0).</summary>
+    Pending,
+
+    /// <summary>A slot whose workers keep crashing or cannot be started: it retries with a growing delay while the others serve.</summary>
+    Failing,
 }

@@ -29,7 +29,8 @@ internal sealed class WorkerSlot(int id, int generation)
     // When the next worker may start; null while one runs or the slot is waiting for nothing.
     public long? RestartAt { get; private set; }
 
-    // Failing: its last worker failed and none has become ready since. Shown in list, /readyz and metrics.
+    // Failing: it failed again before a worker of it became ready or served a while (so it backs off). Shown in
+    // list, /readyz and metrics. A single crash followed by an immediate restart is not failing.
     public bool IsFailing { get; private set; }
 
     public string? LastFailure { get; private set; }
@@ -62,7 +63,6 @@ internal sealed class WorkerSlot(int id, int generation)
     public TimeSpan Failed(long now, string reason, bool becameReady, long servedMilliseconds)
     {
         Current = null;
-        IsFailing = true;
         LastFailure = reason;
         Restarts++;
         if (!becameReady)
@@ -72,6 +72,7 @@ internal sealed class WorkerSlot(int id, int generation)
 
         // Only time spent serving counts as stable: a worker killed for its ready timeout was never healthy.
         ConsecutiveFailures = becameReady && servedMilliseconds >= StableUptime.TotalMilliseconds ? 1 : ConsecutiveFailures + 1;
+        IsFailing |= ConsecutiveFailures > 1;
         var delay = BackoffFor(ConsecutiveFailures);
         RestartAt = now + (long)delay.TotalMilliseconds;
         return delay;

@@ -15,7 +15,7 @@ public sealed class AdminTests(ITestOutputHelper output)
         await using var cluster = ClusterRun.Start(output,
             ["--workers", "2", "--urls", "http://127.0.0.1:0", "--admin-urls", "http://127.0.0.1:0", "--", "sh", "-c", $"sleep 3; exec '{TestPaths.Dotnet}' '{TestPaths.SampleDll}'"],
             appendSampleCommand: false);
-        using var admin = new HttpClient { BaseAddress = new Uri(await AdminAddressAsync(cluster)), Timeout = Http.RequestTimeout };
+        using var admin = await cluster.AdminClientAsync();
 
         var early = await admin.GetAsync("/readyz");
         Assert.False(cluster.Lines.Any(l => l.Contains("ready (pid")), "a worker became ready before the first probe; the test cannot tell");
@@ -40,7 +40,7 @@ public sealed class AdminTests(ITestOutputHelper output)
     public async Task Metrics_ScrapedAroundLoad_CountersMoveAndMatchTheConnectionsSent()
     {
         await using var cluster = await ClusterRun.StartReadyAsync(output, workers: 2, extraArguments: ["--admin-urls", "http://127.0.0.1:0"]);
-        using var admin = new HttpClient { BaseAddress = new Uri(await AdminAddressAsync(cluster)), Timeout = Http.RequestTimeout };
+        using var admin = await cluster.AdminClientAsync();
         using var client = Http.NewConnectionClient($"http://127.0.0.1:{cluster.Port}");
 
         var before = await ScrapeAsync(admin);
@@ -70,12 +70,6 @@ public sealed class AdminTests(ITestOutputHelper output)
 
     private static double WorkerTotal(Dictionary<string, double> metrics)
         => metrics.Where(m => m.Key.StartsWith("kestrel_cluster_worker_connections_total{")).Sum(m => m.Value);
-
-    private static async Task<string> AdminAddressAsync(ClusterRun cluster)
-    {
-        var line = await cluster.WaitForLineAsync(new Regex(@"Admin endpoints .* on (http://\S+)"), ClusterRun.StartTimeout);
-        return Regex.Match(line, @"on (http://\S+)").Groups[1].Value;
-    }
 
     private static async Task<Dictionary<string, double>> ScrapeAsync(HttpClient admin)
     {

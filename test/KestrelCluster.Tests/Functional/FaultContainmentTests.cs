@@ -54,7 +54,7 @@ public sealed class FaultContainmentTests(ITestOutputHelper output)
             ["--workers", "2", "--urls", "http://127.0.0.1:0", "--admin-urls", "http://127.0.0.1:0", "--", "sh", "-c", $"if [ -e '{broken}' ]; then echo bad deploy; exit 3; fi; exec '{TestPaths.Dotnet}' '{TestPaths.SampleDll}'"],
             appendSampleCommand: false);
         await cluster.WaitForLineAsync(new Regex("All 2 workers ready"), ClusterRun.StartTimeout);
-        using var admin = new HttpClient { BaseAddress = new Uri(await AdminAddressAsync(cluster)), Timeout = Http.RequestTimeout };
+        using var admin = await cluster.AdminClientAsync();
         var survivor = (await cluster.ListAsync()).Single(w => w.Id == 0).Pid;
         await File.WriteAllTextAsync(broken, "");
         ProcessInfo.Signal((await cluster.ListAsync()).Single(w => w.Id == 1).Pid, ProcessInfo.SIGKILL);
@@ -124,11 +124,5 @@ public sealed class FaultContainmentTests(ITestOutputHelper output)
         Assert.Equal(2, workers.Count);
         Assert.All(workers, w => Assert.Equal(3, w.Generation));
         Assert.Contains(cluster.Lines, l => l.Contains("queued: it runs as one more pass once the reload to generation 2 has finished"));
-    }
-
-    private static async Task<string> AdminAddressAsync(ClusterRun cluster)
-    {
-        var line = await cluster.WaitForLineAsync(new Regex(@"Admin endpoints \(/healthz, /readyz, /metrics\) on (\S+)"), ClusterRun.StartTimeout);
-        return Regex.Match(line, @"on (http://\S+)").Groups[1].Value.TrimEnd(',');
     }
 }

@@ -90,6 +90,22 @@ public sealed class LifecycleRulesTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task SingleCrash_RestartsAtOnceAndIsNotShownFailing()
+    {
+        await using var cluster = new SupervisorUnderTest(output, workers: 2);
+        await cluster.ReadyAsync(await cluster.LaunchedAsync(1));
+        await cluster.ReadyAsync(await cluster.LaunchedAsync(2));
+
+        cluster.Launcher.Launched[1].Exit(128 + 9);
+        var replacement = await cluster.LaunchedAsync(3);
+
+        Assert.Equal(1, replacement.Launch.SlotId);
+        Assert.Equal("starting", (await cluster.ListAsync()).Single(w => w.Id == 1).State);
+        await cluster.ReadyAsync(replacement);
+        Assert.Equal(1, (await cluster.ListAsync()).Single(w => w.Id == 1).Restarts);
+    }
+
+    [Fact]
     public async Task CrashLoop_BeforeAnyWorkerWasReady_GivesUpAfterFiveExits()
     {
         await using var cluster = new SupervisorUnderTest(output, workers: 1);

@@ -231,6 +231,14 @@ public sealed partial class ClusterRun : IAsyncDisposable
     /// <summary>The port of the first TCP endpoint the supervisor listens on.</summary>
     public int Port => ListeningEndpoints().Select(e => int.Parse(e[(e.LastIndexOf(':') + 1)..])).First();
 
+    /// <summary>A client for the admin endpoints (--admin-urls), once the supervisor has said where they are.</summary>
+    public async Task<HttpClient> AdminClientAsync()
+    {
+        var line = await WaitForLineAsync(new Regex(@"Admin endpoints .* on (http://\S+)"), StartTimeout);
+        var address = Regex.Match(line, @"on (http://\S+)").Groups[1].Value.TrimEnd(',');
+        return new HttpClient { BaseAddress = new Uri(address), Timeout = Http.RequestTimeout };
+    }
+
     public IReadOnlyList<string> ListeningEndpoints() => [.. _lines.Select(l => ListeningPattern().Match(l)).Where(m => m.Success).Select(m => m.Groups[1].Value)];
 
     public async Task<string> WaitForLineAsync(Regex pattern, TimeSpan timeout, int skip = 0)
