@@ -77,8 +77,10 @@ internal sealed class ProcessWorkerLauncher(WorkerCommand command, string channe
         {
             process.Start();
         }
-        catch (Win32Exception ex)
+        catch (Exception ex) when (ex is Win32Exception or IOException or UnauthorizedAccessException)
         {
+            // Win32Exception: fork or exec failed (EAGAIN at a process limit, a missing executable or working folder);
+            // IOException: the pipes for its output could not be made (EMFILE at the supervisor's own fd limit).
             process.Dispose();
             throw new WorkerStartException($"cannot start '{command.FileName}' in {command.WorkingDirectory}: {ex.Message}");
         }
