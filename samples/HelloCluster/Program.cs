@@ -90,8 +90,6 @@ app.MapGet("/demo/starve", () =>
 
 app.Run();
 
-public partial class Program;
-
 internal sealed record CacheInvalidation(string Key);
 
 internal sealed class WorkerCache

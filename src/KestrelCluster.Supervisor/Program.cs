@@ -1,6 +1,7 @@
 using System.Reflection;
 using System.Runtime.InteropServices;
 using System.Text.Json;
+using KestrelCluster.Interop;
 using KestrelCluster.Supervisor.Cli;
 using KestrelCluster.Supervisor.Control;
 using KestrelCluster.Supervisor.Hosting;
@@ -128,6 +129,11 @@ internal static class Program
             return Error(response.Message, RunFailed);
         }
 
+        if (verb.Verb == ControlCommands.Stop && response.Supervisor is { Pid: var pid } && !await ExitedAsync(pid, StopExitLimit).ConfigureAwait(false))
+        {
+            return Error($"the cluster stopped its workers, but the supervisor (pid {pid}) is still running after {StopExitLimit.TotalSeconds} s", RunFailed);
+        }
+
         if (verb.Verb != ControlCommands.List)
         {
             Console.Out.WriteLine(response.Message);
@@ -142,6 +148,26 @@ internal static class Program
         }
 
         return 0;
+    }
+
+    // The supervisor answers `stop` just before it exits; "stopped" is printed once it has.
+    private static readonly TimeSpan StopExitLimit = TimeSpan.FromSeconds(30);
+
+    private static async Task<bool> ExitedAsync(int pid, TimeSpan limit)
+    {
+        var started = ProcStat.Read(pid)?.StartTime;
+        var deadline = Environment.TickCount64 + (long)limit.TotalMilliseconds;
+        while (ProcStat.Read(pid) is { IsRunning: true } stat && stat.StartTime == started)
+        {
+            if (Environment.TickCount64 > deadline)
+            {
+                return false;
+            }
+
+            await Task.Delay(20).ConfigureAwait(false);
+        }
+
+        return true;
     }
 
     // kestrel-cluster.json is read from the app's folder: the --project folder, else the current one.

@@ -196,7 +196,8 @@ internal sealed partial class ClusterSupervisor : IWorkerSessionHandler, IDispos
         SupervisorLog.Stopped(_logger);
         foreach (var waiter in _stopWaiters)
         {
-            waiter.TrySetResult(_exitCode == 0 ? ControlResponse.Success("stopped") : ControlResponse.Failure("stopped after an error"));
+            // The pid lets `kestrel-cluster stop` wait until this process has really exited.
+            waiter.TrySetResult(_exitCode == 0 ? ControlResponse.Success("stopped", supervisor: DescribeSupervisor()) : ControlResponse.Failure("stopped after an error"));
         }
 
         await _controlServer.FlushAsync(TimeSpan.FromSeconds(2)).ConfigureAwait(false);

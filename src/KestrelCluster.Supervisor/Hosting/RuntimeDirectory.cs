@@ -78,20 +78,9 @@ internal sealed class RuntimeDirectory : IDisposable
         return (StartTimeOf(recorded[0]) != recorded[1], owner);
     }
 
-    // Field 22 of /proc/<pid>/stat: clock ticks from boot to the process's start. Null once the process is gone.
+    // The process's start time (ticks since boot), or null once it is gone: a pid alone may have been reused.
     private static string? StartTimeOf(string pid)
-    {
-        try
-        {
-            var stat = File.ReadAllText($"/proc/{pid}/stat");
-            var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
-            return fields.Length > 19 && fields[0] is not ("Z" or "X") ? fields[19] : null;
-        }
-        catch (IOException)
-        {
-            return null;
-        }
-    }
+        => int.TryParse(pid, NumberStyles.None, CultureInfo.InvariantCulture, out var id) && ProcStat.Read(id) is { IsRunning: true } stat ? stat.StartTime : null;
 
     /// <param name="root">Where cluster folders live; default: the per-user root (an in-process host gives its own).</param>
     /// <param name="controlGroup">Opens the folder (0750) and the control socket (0660) to this group.</param>

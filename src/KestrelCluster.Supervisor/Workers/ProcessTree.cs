@@ -1,4 +1,4 @@
-using System.Globalization;
+using KestrelCluster.Interop;
 
 namespace KestrelCluster.Supervisor.Workers;
 
@@ -20,18 +20,5 @@ internal static class ProcessTree
         return false;
     }
 
-    private static int ParentOf(int pid)
-    {
-        try
-        {
-            var stat = File.ReadAllText($"/proc/{pid}/stat");
-            // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so read after the last ')'.
-            var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
-            return int.Parse(fields[1], CultureInfo.InvariantCulture);
-        }
-        catch (Exception ex) when (ex is IOException or FormatException or IndexOutOfRangeException or ArgumentOutOfRangeException)
-        {
-            return 0;
-        }
-    }
+    private static int ParentOf(int pid) => ProcStat.Read(pid)?.ParentPid ?? 0;
 }

@@ -32,4 +32,10 @@ internal static partial class ClusterTransportLog
 
     [LoggerMessage(9, LogLevel.Information, "The drain window ended after {Seconds} s with {Open} connections still open; stopping the application.", EventName = "DrainTimedOut")]
     public static partial void DrainTimedOut(ILogger logger, int open, double seconds);
+
+    [LoggerMessage(10, LogLevel.Information, "Application started in a kestrel-cluster worker.\nHosting environment: {EnvironmentName}\nContent root path: {ContentRoot}", EventName = "ApplicationStarted")]
+    public static partial void ApplicationStarted(ILogger logger, string environmentName, string contentRoot);
+
+    [LoggerMessage(11, LogLevel.Information, "Application is shutting down...", EventName = "ApplicationStopping")]
+    public static partial void ApplicationStopping(ILogger logger);
 }

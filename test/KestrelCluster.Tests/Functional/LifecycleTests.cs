@@ -121,6 +121,16 @@ public sealed class LifecycleTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task WorkerOutput_ShowsHostingEnvironmentAndContentRoot_AsTheAppAlone()
+    {
+        await using var cluster = await ClusterRun.StartReadyAsync(output, workers: 1);
+        var worker = Assert.Single(cluster.WorkerPids);
+
+        await cluster.WaitForLineAsync(new Regex($@"^\[worker 0 pid {worker}\] +Hosting environment: Production$"), TimeSpan.FromSeconds(10));
+        await cluster.WaitForLineAsync(new Regex($@"^\[worker 0 pid {worker}\] +Content root path: {Regex.Escape(TestPaths.SampleDirectory)}/?$"), TimeSpan.FromSeconds(10));
+    }
+
+    [Fact]
     public async Task CrashLoop_AppFailsAtStartup_EndsWithClearErrorAndExitCode()
     {
         using var appFolder = CopyOfSampleSettings();
