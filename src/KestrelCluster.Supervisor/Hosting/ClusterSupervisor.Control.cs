@@ -67,12 +67,21 @@ internal sealed partial class ClusterSupervisor
     // waiting for its turn to start).
     private IReadOnlyList<WorkerRow> ListWorkers()
     {
+        // Runs every tick for the metrics: linear in slots and workers, however many there are.
         var now = Now;
-        var rows = _instances.Select(i =>
+        var slots = _slots.ToDictionary(s => s.Id);
+        var starting = new HashSet<int>();
+        var rows = new List<WorkerRow>(_instances.Count + _slots.Count);
+        foreach (var i in _instances)
         {
-            var slot = SlotOf(i);
+            var slot = slots.GetValueOrDefault(i.SlotId);
+            if (i.State == WorkerState.Starting)
+            {
+                starting.Add(i.SlotId);
+            }
+
             var state = slot is { IsFailing: true } && slot.Current == i && i.State == WorkerState.Starting ? "failing" : i.State.ToString().ToLowerInvariant();
-            return new WorkerRow(
+            rows.Add(new WorkerRow(
                 i.SlotId,
                 i.Pid,
                 i.Generation,
@@ -82,12 +91,15 @@ internal sealed partial class ClusterSupervisor
                 i.Session?.OpenConnections ?? 0,
                 i.Session?.Accepted ?? 0,
                 i.CpuPercent,
-                i.MemoryBytes);
-        });
-        var idle = _slots
-            .Where(s => s.Current is null && !s.Retiring && !_instances.Any(i => i.SlotId == s.Id && i.State == WorkerState.Starting))
-            .Select(s => new WorkerRow(s.Id, 0, s.Generation, s.IsFailing ? "failing" : "pending", 0, s.Restarts, 0, 0, 0, 0));
-        return [.. rows.Concat(idle).OrderBy(r => r.Id).ThenBy(r => r.Generation)];
+                i.MemoryBytes));
+        }
+
+        foreach (var s in _slots.Where(s => s.Current is null && !s.Retiring && !starting.Contains(s.Id)))
+        {
+            rows.Add(new WorkerRow(s.Id, 0, s.Generation, s.IsFailing ? "failing" : "pending", 0, s.Restarts, 0, 0, 0, 0));
+        }
+
+        return [.. rows.OrderBy(r => r.Id).ThenBy(r => r.Generation)];
     }
 
     private SupervisorRow DescribeSupervisor()
