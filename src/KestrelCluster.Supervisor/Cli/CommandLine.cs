@@ -27,7 +27,8 @@ internal static class CommandLine
                                   run an ASP.NET Core app as N workers behind one port
 
         Options for run:
-          --project <path>        a .csproj or its folder: built once (Release), then each worker runs its dll
+          --project <path>        a .csproj or its folder: published (Release) into a folder per generation that
+                                  its workers run from; reload publishes again first (a failed build refuses it)
           -- <command> [args]     or any command that starts the app (e.g. -- dotnet MyApp.dll)
                                   with neither, the project in the current folder
           --cwd <path>            the command's working folder, resolved again at each worker start

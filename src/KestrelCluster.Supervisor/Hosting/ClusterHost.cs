@@ -11,7 +11,7 @@ internal sealed class ClusterHost : IAsyncDisposable
 {
     private readonly ClusterSupervisor _supervisor;
 
-    private ClusterHost(ClusterSupervisor supervisor, RuntimeDirectory runtimeDirectory, CancellationToken cancellationToken)
+    private ClusterHost(ClusterSupervisor supervisor, ProjectPublisher? publisher, RuntimeDirectory runtimeDirectory, CancellationToken cancellationToken)
     {
         _supervisor = supervisor;
         RuntimeFolder = runtimeDirectory.Path;
@@ -24,8 +24,9 @@ internal sealed class ClusterHost : IAsyncDisposable
             }
             finally
             {
-                // Kills whatever is left, then removes the sockets.
+                // Kills whatever is left, then removes the published apps and the sockets.
                 supervisor.Dispose();
+                publisher?.Dispose();
                 runtimeDirectory.Dispose();
             }
         }, CancellationToken.None);
@@ -42,8 +43,9 @@ internal sealed class ClusterHost : IAsyncDisposable
     public IReadOnlyList<string> ListenAddresses => _supervisor.ListenAddresses;
 
     /// <summary>
-    /// Resolves the workers' command (unless given), creates the runtime folder and starts the supervisor.
-    /// Throws <see cref="CommandLineException"/> for bad input; cancelling the token later stops the run gracefully.
+    /// Resolves the workers' command (unless given), creates the runtime folder, publishes a --project app into it
+    /// and starts the supervisor. Throws <see cref="CommandLineException"/> for bad input or a failed build;
+    /// cancelling the token later stops the run gracefully.
     /// </summary>
     public static async Task<ClusterHost> StartAsync(
         RunOptions options,
@@ -54,22 +56,44 @@ internal sealed class ClusterHost : IAsyncDisposable
         WorkerCommand? command = null,
         string? runtimeRoot = null)
     {
-        command ??= await WorkerCommand.ResolveAsync(options, error, cancellationToken).ConfigureAwait(false);
-        cancellationToken.ThrowIfCancellationRequested();
-        var runtimeDirectory = RuntimeDirectory.Create(options.Name ?? SafeName(command.AppName), runtimeRoot, options.ControlGroup);
+        var project = command is null && options.Command.Count == 0 ? WorkerCommand.FindProject(options) : null;
+        command ??= project is null ? WorkerCommand.ForCommand(options) : null;
+        var appName = command?.AppName ?? Path.GetFileNameWithoutExtension(project!);
+        // Created first: it refuses a second cluster of the same name before its publish folder is touched.
+        var runtimeDirectory = RuntimeDirectory.Create(options.Name ?? SafeName(appName), runtimeRoot, options.ControlGroup);
+        ProjectPublisher? publisher = null;
         ClusterSupervisor supervisor;
         try
         {
-            supervisor = new ClusterSupervisor(options, command, runtimeDirectory, loggerFactory.CreateLogger("kestrel-cluster"), output, error);
+            if (project is not null)
+            {
+                publisher = new ProjectPublisher(project, Path.Combine(runtimeDirectory.Path, PublishFolderName), WorkerCommand.RuntimeDefaultsFor(options));
+                await error.WriteLineAsync($"kestrel-cluster: publishing {project} (Release)").ConfigureAwait(false);
+                var first = await publisher.PublishAsync(1, cancellationToken).ConfigureAwait(false);
+                if (first.Command is null)
+                {
+                    await error.WriteAsync(first.Output).ConfigureAwait(false);
+                    throw new CommandLineException($"the build of {project} failed: {first.Error}");
+                }
+
+                command = first.Command;
+            }
+
+            cancellationToken.ThrowIfCancellationRequested();
+            supervisor = new ClusterSupervisor(options, command!, runtimeDirectory, loggerFactory.CreateLogger("kestrel-cluster"), output, error, publisher: publisher);
         }
         catch
         {
+            publisher?.Dispose();
             runtimeDirectory.Dispose();
             throw;
         }
 
-        return new ClusterHost(supervisor, runtimeDirectory, cancellationToken);
+        return new ClusterHost(supervisor, publisher, runtimeDirectory, cancellationToken);
     }
+
+    // Below the runtime folder: one folder per published generation.
+    public const string PublishFolderName = "app";
 
     public void RequestStop(string reason) => _supervisor.RequestStop(reason);
 

@@ -8,25 +8,39 @@ internal sealed partial class ClusterSupervisor
 {
     private void StartReload(TaskCompletionSource<ControlResponse>? waiter, string source)
     {
-        if (_reload is not null)
+        if (_reload is not null || IsPublishing)
         {
             // Joining the running pass would answer "reloaded" while some workers still run code started before
             // this request. One more pass afterwards keeps the rule: a reload that succeeds leaves every worker
             // on a generation started after it was asked for.
             _queuedReloads.Add((waiter, source));
-            SupervisorLog.ReloadQueued(_logger, source, _reload.ToGeneration);
+            SupervisorLog.ReloadQueued(_logger, source, _reload?.ToGeneration ?? _publish?.Generation ?? _published!.Value.Publish.Generation);
             return;
         }
 
         BeginReloadPass(waiter is null ? [] : [waiter], source);
     }
 
-    private void BeginReloadPass(IEnumerable<TaskCompletionSource<ControlResponse>> waiters, string source)
+    private void BeginReloadPass(IReadOnlyList<TaskCompletionSource<ControlResponse>> waiters, string source)
+    {
+        _systemd?.Notify($"RELOADING=1\nMONOTONIC_USEC={System.Diagnostics.Stopwatch.GetTimestamp() * 1_000_000 / System.Diagnostics.Stopwatch.Frequency}\nSTATUS=reloading to generation {Generation + 1}");
+        if (_publisher is null)
+        {
+            StartReloadPass(waiters, source, _commands[Generation]);
+        }
+        else
+        {
+            // The pass starts once the new app is published (OnPublishCompleted).
+            BeginPublish(waiters, source);
+        }
+    }
+
+    private void StartReloadPass(IEnumerable<TaskCompletionSource<ControlResponse>> waiters, string source, WorkerCommand command)
     {
         var from = Generation;
         Generation++;
+        _commands[Generation] = command;
         SupervisorLog.ReloadStarting(_logger, source, from, Generation);
-        _systemd?.Notify($"RELOADING=1\nMONOTONIC_USEC={System.Diagnostics.Stopwatch.GetTimestamp() * 1_000_000 / System.Diagnostics.Stopwatch.Frequency}\nSTATUS=reloading to generation {Generation}");
         _reload = new ReloadOperation(from, Generation, new Queue<WorkerSlot>(_slots.Where(s => !s.Retiring)));
         _reload.Waiters.AddRange(waiters);
         ContinueReload();
@@ -53,6 +67,7 @@ internal sealed partial class ClusterSupervisor
         }
 
         _reload = null;
+        RemoveUnusedApps();
         if (reload.IsRecycle)
         {
             SupervisorLog.WorkerRecycled(_logger, reload.ToGeneration);
@@ -73,14 +88,27 @@ internal sealed partial class ClusterSupervisor
     // Every reload asked for during the pass that just ended runs now, together, as one pass.
     private void StartQueuedReloads()
     {
-        if (_queuedReloads.Count == 0 || _stopPhase != StopPhase.None)
+        if (_stopPhase != StopPhase.None)
+        {
+            return;
+        }
+
+        if (_published is { } published)
+        {
+            // published while a memory recycle ran; reloads asked for since then stay queued behind it
+            _published = null;
+            StartReloadPass(published.Publish.Waiters, published.Publish.Source, published.Command);
+            return;
+        }
+
+        if (_queuedReloads.Count == 0)
         {
             return;
         }
 
         var queued = _queuedReloads.ToList();
         _queuedReloads.Clear();
-        BeginReloadPass(queued.Select(q => q.Waiter).OfType<TaskCompletionSource<ControlResponse>>(), string.Join(", ", queued.Select(q => q.Source).Distinct()));
+        BeginReloadPass([.. queued.Select(q => q.Waiter).OfType<TaskCompletionSource<ControlResponse>>()], string.Join(", ", queued.Select(q => q.Source).Distinct()));
     }
 
     private void FailReload(string reason)
@@ -105,6 +133,7 @@ internal sealed partial class ClusterSupervisor
             }
         }
 
+        RemoveUnusedApps();
         StartQueuedReloads();
     }
 

@@ -9,8 +9,17 @@ internal sealed partial class ClusterSupervisor
     // A reload or scale in progress when the cluster stops (or fails) will never finish: answer its waiters now.
     private void AbandonPendingOperations(string reason)
     {
-        var waiters = (_reload?.Waiters ?? []).Concat(_queuedReloads.Select(r => r.Waiter).OfType<TaskCompletionSource<ControlResponse>>()).Concat(_scaleWaiters.Select(s => s.Waiter)).ToList();
+        var waiters = (_reload?.Waiters ?? [])
+            .Concat(_publish?.Waiters ?? [])
+            .Concat(_published?.Publish.Waiters ?? [])
+            .Concat(_queuedReloads.Select(r => r.Waiter).OfType<TaskCompletionSource<ControlResponse>>())
+            .Concat(_scaleWaiters.Select(s => s.Waiter))
+            .ToList();
         _reload = null;
+        // A publish still running is cancelled as the loop ends; one that has finished is of no use now.
+        _publish = null;
+        DeleteApp(_published?.Command, _published?.Publish.Generation ?? 0);
+        _published = null;
         _queuedReloads.Clear();
         _scaleWaiters.Clear();
         foreach (var waiter in waiters)

@@ -23,6 +23,9 @@ internal sealed partial class ClusterSupervisor : IWorkerSessionHandler, IDispos
 
     private readonly RunOptions _options;
     private readonly WorkerCommand _command;
+    // The command each generation's workers run: with --project, each publish has its own folder.
+    private readonly Dictionary<int, WorkerCommand> _commands = [];
+    private readonly IAppPublisher? _publisher;
     private readonly IWorkerLauncher _launcher;
     private readonly Func<long> _clock;
     private readonly bool _manualTicks;
@@ -72,13 +75,16 @@ internal sealed partial class ClusterSupervisor : IWorkerSessionHandler, IDispos
         IWorkerLauncher? launcher = null,
         Func<long>? clock = null,
         bool manualTicks = false,
-        int? maxConcurrentStarts = null)
+        int? maxConcurrentStarts = null,
+        IAppPublisher? publisher = null)
     {
         _options = options;
         _command = command;
+        _commands[Generation] = command;
+        _publisher = publisher;
         _logger = logger;
         _errorOutput = errorOutput;
-        _launcher = launcher ?? new ProcessWorkerLauncher(command, runtimeDirectory.ChannelSocketPath, options.Urls, workerOutput);
+        _launcher = launcher ?? new ProcessWorkerLauncher(runtimeDirectory.ChannelSocketPath, options.Urls, workerOutput);
         _clock = clock ?? (() => Environment.TickCount64);
         _manualTicks = manualTicks;
         _maxConcurrentStarts = maxConcurrentStarts ?? Math.Max(1, Environment.ProcessorCount);
@@ -193,6 +199,7 @@ internal sealed partial class ClusterSupervisor : IWorkerSessionHandler, IDispos
         }
 
         ticker.Dispose();
+        await AbandonPublishAsync().ConfigureAwait(false);
         SupervisorLog.Stopped(_logger);
         foreach (var waiter in _stopWaiters)
         {
@@ -239,6 +246,9 @@ internal sealed partial class ClusterSupervisor : IWorkerSessionHandler, IDispos
                 break;
             case WorkerMessage message:
                 OnWorkerMessage(message);
+                break;
+            case PublishCompleted published:
+                OnPublishCompleted(published.Result);
                 break;
         }
     }
@@ -288,7 +298,7 @@ internal sealed partial class ClusterSupervisor : IWorkerSessionHandler, IDispos
 
     private WorkerInstance? Spawn(int slotId, int generation, out string? failure)
     {
-        var launch = new WorkerLaunch(slotId, generation, Convert.ToHexString(System.Security.Cryptography.RandomNumberGenerator.GetBytes(32)));
+        var launch = new WorkerLaunch(slotId, generation, Convert.ToHexString(System.Security.Cryptography.RandomNumberGenerator.GetBytes(32)), _commands[generation]);
         var instance = new WorkerInstance(launch, Now);
         try
         {
@@ -393,6 +403,12 @@ internal sealed partial class ClusterSupervisor : IWorkerSessionHandler, IDispos
     }
 
     private void OnWorkerExited(WorkerInstance instance, int exitCode)
+    {
+        HandleExit(instance, exitCode);
+        RemoveUnusedApps();
+    }
+
+    private void HandleExit(WorkerInstance instance, int exitCode)
     {
         lock (_admissionLock)
         {
@@ -695,6 +711,8 @@ internal sealed partial class ClusterSupervisor : IWorkerSessionHandler, IDispos
 
     public void Dispose()
     {
+        _publishCancellation.Cancel();
+        _publishCancellation.Dispose();
         _systemd?.Dispose();
         _metrics.Dispose();
         _controlServer.Dispose();

@@ -24,6 +24,11 @@ internal sealed record WorkerMessage(WorkerSession Session, int Target, byte[] J
 
 internal sealed record ControlCommand(ControlRequest Request, TaskCompletionSource<ControlResponse>? Waiter, string Source) : SupervisorEvent;
 
+internal sealed record PublishCompleted(PublishResult Result) : SupervisorEvent;
+
+// A reload waiting for its app to be published (--project): who asked, and the generation it will become.
+internal sealed record PendingPublish(IReadOnlyList<TaskCompletionSource<ControlResponse>> Waiters, string Source, int Generation, long StartedAt);
+
 // A rolling reload, one slot at a time: start the new generation's worker, wait until it is ready, drain the old.
 internal sealed class ReloadOperation(int fromGeneration, int toGeneration, Queue<WorkerSlot> pending)
 {

@@ -109,4 +109,19 @@ internal static partial class SupervisorLog
 
     [LoggerMessage(35, LogLevel.Information, "Reload ({Source}) queued: it runs as one more pass once the reload to generation {Current} has finished", EventName = "ReloadQueued")]
     public static partial void ReloadQueued(ILogger logger, string source, int current);
+
+    [LoggerMessage(36, LogLevel.Information, "Reload ({Source}): publishing {Project} (Release) for generation {Generation}; the workers keep serving meanwhile", EventName = "PublishStarting")]
+    public static partial void PublishStarting(ILogger logger, string project, int generation, string source);
+
+    [LoggerMessage(37, LogLevel.Error, "Reload refused: the build of {Project} failed: {Errors}; generation {Generation} keeps serving", EventName = "PublishFailed")]
+    public static partial void PublishFailed(ILogger logger, string project, string errors, int generation);
+
+    [LoggerMessage(38, LogLevel.Information, "Published generation {Generation} in {ElapsedMs} ms to {Folder}", EventName = "Published")]
+    public static partial void Published(ILogger logger, int generation, long elapsedMs, string folder);
+
+    [LoggerMessage(39, LogLevel.Information, "Removed the app of generation {Generation} ({Folder}): none of its workers runs any more", EventName = "PublishRemoved")]
+    public static partial void PublishRemoved(ILogger logger, int generation, string folder);
+
+    [LoggerMessage(40, LogLevel.Warning, "Cannot remove the app of generation {Generation} ({Folder}): {Reason}", EventName = "PublishRemoveFailed")]
+    public static partial void PublishRemoveFailed(ILogger logger, int generation, string folder, string reason);
 }

@@ -1,28 +1,27 @@
-using System.Diagnostics;
 using KestrelCluster.Supervisor.Cli;
 
 namespace KestrelCluster.Supervisor.Workers;
 
-// What each worker process runs: resolved once, before any worker starts. Variables: extra environment variables for
-// every worker (a null value removes an inherited one); the cluster's own variables are set after them.
+// What a worker process runs: resolved once before any worker starts, and by each publish with --project.
+// Variables: extra environment variables for every worker (a null value removes an inherited one); the cluster's
+// own variables are set after them.
 internal sealed record WorkerCommand(string FileName, IReadOnlyList<string> Arguments, string WorkingDirectory, string AppName, IReadOnlyDictionary<string, string?>? Variables = null)
 {
     // Set in every worker's environment before the cluster's own variables (WorkerRuntimeDefaults).
     public IReadOnlyDictionary<string, string> RuntimeDefaults { get; init; } = new Dictionary<string, string>();
 
+    // Set when the app was published for this command (--project): a folder the supervisor owns and removes
+    // once no worker runs from it.
+    public string? PublishFolder { get; init; }
+
     public override string ToString() => string.Join(' ', [FileName, .. Arguments]);
 
-    public static async Task<WorkerCommand> ResolveAsync(RunOptions options, TextWriter progress, CancellationToken cancellationToken)
-    {
-        var defaults = WorkerRuntimeDefaults.For(options.Workers, Environment.ProcessorCount, Environment.GetEnvironmentVariables());
-        if (options.Command.Count > 0)
-        {
-            return FromCommand(options.Command, WorkerWorkingDirectory.ForCommand(options.WorkingDirectory)) with { RuntimeDefaults = defaults };
-        }
+    /// <summary>The command given after `--`, checked now rather than by watching every worker fail to start.</summary>
+    public static WorkerCommand ForCommand(RunOptions options)
+        => FromCommand(options.Command, WorkerWorkingDirectory.ForCommand(options.WorkingDirectory)) with { RuntimeDefaults = RuntimeDefaultsFor(options) };
 
-        var project = FindProject(options.Project ?? Directory.GetCurrentDirectory(), explicitPath: options.Project is not null);
-        return await BuildProjectAsync(project, progress, cancellationToken).ConfigureAwait(false) with { RuntimeDefaults = defaults };
-    }
+    public static IReadOnlyDictionary<string, string> RuntimeDefaultsFor(RunOptions options)
+        => WorkerRuntimeDefaults.For(options.Workers, Environment.ProcessorCount, Environment.GetEnvironmentVariables());
 
     private static WorkerCommand FromCommand(IReadOnlyList<string> command, string workingDirectory)
     {
@@ -56,6 +55,9 @@ internal sealed record WorkerCommand(string FileName, IReadOnlyList<string> Argu
         return new WorkerCommand(fileName, arguments, workingDirectory, appName, new Dictionary<string, string?> { ["PWD"] = workingDirectory });
     }
 
+    /// <summary>The .csproj of `--project`, or of the current folder when neither it nor a command is given.</summary>
+    public static string FindProject(RunOptions options) => FindProject(options.Project ?? Directory.GetCurrentDirectory(), explicitPath: options.Project is not null);
+
     private static string FindProject(string path, bool explicitPath)
     {
         var full = Path.GetFullPath(path);
@@ -82,51 +84,6 @@ internal sealed record WorkerCommand(string FileName, IReadOnlyList<string> Argu
             0 => throw new CommandLineException($"no .csproj in the current folder ({full}); use --project <path> or give the command after '--'."),
             _ => throw new CommandLineException($"{full} holds more than one .csproj; name one with --project."),
         };
-    }
-
-    private static async Task<WorkerCommand> BuildProjectAsync(string project, TextWriter progress, CancellationToken cancellationToken)
-    {
-        var dotnet = DotnetHostPath();
-        await progress.WriteLineAsync($"kestrel-cluster: building {project} (Release)").ConfigureAwait(false);
-        var (buildExit, buildOutput) = await RunToolAsync(dotnet, ["build", project, "-c", "Release", "-nologo", "-v", "q", "-clp:NoSummary"], cancellationToken).ConfigureAwait(false);
-        if (buildExit != 0)
-        {
-            await progress.WriteAsync(buildOutput).ConfigureAwait(false);
-            throw new CommandLineException($"the build of {project} failed (exit code {buildExit}).");
-        }
-
-        var (propertyExit, targetPath) = await RunToolAsync(dotnet, ["msbuild", project, "-getProperty:TargetPath", "-p:Configuration=Release", "-nologo"], cancellationToken).ConfigureAwait(false);
-        targetPath = targetPath.Trim();
-        if (propertyExit != 0 || !File.Exists(targetPath))
-        {
-            throw new CommandLineException($"could not find the built app of {project} (looked for '{targetPath}').");
-        }
-
-        return new WorkerCommand(dotnet, [targetPath], Path.GetDirectoryName(project)!, Path.GetFileNameWithoutExtension(project));
-    }
-
-    private static async Task<(int ExitCode, string Output)> RunToolAsync(string fileName, IEnumerable<string> arguments, CancellationToken cancellationToken)
-    {
-        var startInfo = new ProcessStartInfo(fileName) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var argument in arguments)
-        {
-            startInfo.ArgumentList.Add(argument);
-        }
-
-        using var process = Process.Start(startInfo) ?? throw new CommandLineException($"could not start {fileName}.");
-        var stdout = process.StandardOutput.ReadToEndAsync(cancellationToken);
-        var stderr = process.StandardError.ReadToEndAsync(cancellationToken);
-        try
-        {
-            await process.WaitForExitAsync(cancellationToken).ConfigureAwait(false);
-        }
-        catch (OperationCanceledException)
-        {
-            process.Kill(entireProcessTree: true);
-            throw;
-        }
-
-        return (process.ExitCode, await stdout.ConfigureAwait(false) + await stderr.ConfigureAwait(false));
     }
 
     private static bool IsDotnetHost(string fileName) => Path.GetFileName(fileName) is "dotnet" or "dotnet.exe";

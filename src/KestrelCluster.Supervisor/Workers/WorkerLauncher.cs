@@ -4,8 +4,8 @@ using KestrelCluster.Protocol;
 
 namespace KestrelCluster.Supervisor.Workers;
 
-/// <summary>What one worker process is started with: its slot, generation and one-time channel token.</summary>
-internal sealed record WorkerLaunch(int SlotId, int Generation, string Token);
+/// <summary>What one worker process is started with: its slot, generation, one-time channel token, and its generation's command.</summary>
+internal sealed record WorkerLaunch(int SlotId, int Generation, string Token, WorkerCommand? Command = null);
 
 /// <summary>Starts worker processes. The supervisor's lifecycle rules run against this seam, so tests can fail a spawn on demand.</summary>
 internal interface IWorkerLauncher
@@ -29,11 +29,12 @@ internal interface IWorkerProcess : IDisposable
 /// <summary>Starting a worker failed (a deleted working directory, EMFILE, EAGAIN from a fork limit, a missing executable).</summary>
 internal sealed class WorkerStartException(string message) : Exception(message);
 
-// Starts the resolved command as a child process with the worker contract's environment, its output forwarded.
-internal sealed class ProcessWorkerLauncher(WorkerCommand command, string channelPath, string? urls, TextWriter output) : IWorkerLauncher
+// Starts the launch's command as a child process with the worker contract's environment, its output forwarded.
+internal sealed class ProcessWorkerLauncher(string channelPath, string? urls, TextWriter output) : IWorkerLauncher
 {
     public IWorkerProcess Launch(WorkerLaunch launch, Action<int> exited)
     {
+        var command = launch.Command ?? throw new ArgumentException("a worker launch needs its command", nameof(launch));
         var startInfo = new ProcessStartInfo(command.FileName)
         {
             UseShellExecute = false,

@@ -218,6 +218,55 @@ public sealed class LifecycleRulesTests(ITestOutputHelper output)
         Assert.Single(await cluster.ListAsync());
     }
 
+    [Fact]
+    public async Task Reload_OfAPublishedProject_WaitsForThePublishOffTheLoopAndAFailedPublishRefusesIt()
+    {
+        var publisher = new FakePublisher();
+        await using var cluster = new SupervisorUnderTest(output, workers: 2, publisher: publisher);
+        var first = await cluster.LaunchedAsync(1);
+        var second = await cluster.LaunchedAsync(2);
+        await cluster.ReadyAsync(first);
+        await cluster.ReadyAsync(second);
+
+        // While the build runs, the loop carries on: it answers `list`, starts no new worker, and restarts a crashed
+        // one from its generation's app.
+        var refused = cluster.SendAsync(new ControlRequest(ControlCommands.Reload));
+        var publish = await publisher.RequestedAsync(1);
+        Assert.All(await cluster.ListAsync(), w => Assert.Equal((1, "ready"), (w.Generation, w.State)));
+        Assert.Equal(2, cluster.Launcher.Launched.Count);
+        second.Exit(3);
+        var restarted = await cluster.LaunchedAsync(3);
+        Assert.Equal((1, FakePublisher.FirstFolder), (restarted.Launch.Generation, restarted.Launch.Command!.WorkingDirectory));
+        await cluster.ReadyAsync(restarted);
+
+        publish.SetResult(PublishResult.Failed("Program.cs(11,57): error CS1002: ; expected"));
+        var answer = await refused;
+        Assert.False(answer.Ok);
+        Assert.Contains("reload refused: the build of /src/Shop/Shop.csproj failed: Program.cs(11,57): error CS1002: ; expected", answer.Message);
+        Assert.Contains("the workers of generation 1 keep serving", answer.Message);
+        Assert.Equal(3, cluster.Launcher.Launched.Count);
+        Assert.False(first.HasExited || restarted.HasExited);
+        Assert.All(await cluster.ListAsync(), w => Assert.Equal((1, "ready"), (w.Generation, w.State)));
+
+        // Fixed: the next reload's pass starts once its publish is done, and its workers run the new folder.
+        var reload = cluster.SendAsync(new ControlRequest(ControlCommands.Reload));
+        (await publisher.RequestedAsync(2)).SetResult(new PublishResult(FakePublisher.App("/published/2"), null));
+        for (var launched = 4; launched <= 5; launched++)
+        {
+            var incoming = await cluster.LaunchedAsync(launched);
+            Assert.Equal((2, "/published/2"), (incoming.Launch.Generation, incoming.Launch.Command!.WorkingDirectory));
+            await cluster.ReadyAsync(incoming);
+        }
+
+        Assert.True((await reload).Ok);
+        // The old generation's folder stays while its workers drain, and goes once they have exited.
+        Assert.Empty(publisher.Deleted);
+        await cluster.AdvanceAsync(TimeSpan.FromSeconds(31));
+        Assert.True(first.HasExited && restarted.HasExited);
+        await Wait.UntilAsync(() => !publisher.Deleted.IsEmpty, TimeSpan.FromSeconds(10));
+        Assert.Equal([FakePublisher.FirstFolder], publisher.Deleted);
+    }
+
     // After a failure of the newest worker: how long until the launcher is asked for worker number `next`.
     private static async Task<TimeSpan> MeasureRestartDelayAsync(SupervisorUnderTest cluster, int next)
     {

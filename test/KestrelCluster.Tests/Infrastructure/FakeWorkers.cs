@@ -43,6 +43,37 @@ internal sealed class FakeLauncher : IWorkerLauncher
     }
 }
 
+/// <summary>Publishes nothing: each publish waits until the test completes it, with an app folder or a build error.</summary>
+internal sealed class FakePublisher : IAppPublisher
+{
+    public const string FirstFolder = "/published/1";
+    private readonly ConcurrentQueue<TaskCompletionSource<PublishResult>> _requests = new();
+
+    public string Source => "/src/Shop/Shop.csproj";
+
+    /// <summary>Folders the supervisor asked to remove, in order.</summary>
+    public ConcurrentQueue<string> Deleted { get; } = new();
+
+    public static WorkerCommand App(string folder) => new("dotnet", [folder + "/Shop.dll"], folder, "Shop") { PublishFolder = folder };
+
+    public Task<PublishResult> PublishAsync(int generation, CancellationToken cancellationToken)
+    {
+        var request = new TaskCompletionSource<PublishResult>(TaskCreationOptions.RunContinuationsAsynchronously);
+        cancellationToken.Register(() => request.TrySetCanceled(cancellationToken));
+        _requests.Enqueue(request);
+        return request.Task;
+    }
+
+    public void Delete(WorkerCommand command) => Deleted.Enqueue(command.PublishFolder!);
+
+    /// <summary>Waits (bounded) until the supervisor has asked for <paramref name="count"/> publishes in all; returns the last.</summary>
+    public async Task<TaskCompletionSource<PublishResult>> RequestedAsync(int count)
+    {
+        await Wait.UntilAsync(() => _requests.Count >= count, TimeSpan.FromSeconds(10));
+        return _requests.ElementAt(count - 1);
+    }
+}
+
 /// <summary>
 /// One fake worker process. Its pid is the test process's own, so the supervisor's peer check admits the channel
 /// this test opens with the worker's token: the channel, the frames and the supervisor loop are real.
@@ -102,7 +133,7 @@ internal sealed class SupervisorUnderTest : IAsyncDisposable
     private readonly ClusterSupervisor _supervisor;
     private readonly ILoggerFactory _loggers;
 
-    public SupervisorUnderTest(ITestOutputHelper output, int workers, int maxConcurrentStarts = 4, TimeSpan? readyTimeout = null, TimeSpan? killTimeout = null)
+    public SupervisorUnderTest(ITestOutputHelper output, int workers, int maxConcurrentStarts = 4, TimeSpan? readyTimeout = null, TimeSpan? killTimeout = null, FakePublisher? publisher = null)
     {
         _runtime = RuntimeDirectory.Create("lifecycle", _folder.Path);
         var options = new RunOptions
@@ -114,8 +145,9 @@ internal sealed class SupervisorUnderTest : IAsyncDisposable
             HeartbeatTimeout = TimeSpan.Zero,
         };
         _loggers = LoggerFactory.Create(logging => logging.AddProvider(new TestOutputLoggerProvider(output, Log)));
-        _supervisor = new ClusterSupervisor(options, new WorkerCommand("fake", [], "/", "fake"), _runtime, _loggers.CreateLogger("kestrel-cluster"), TextWriter.Null, Errors,
-            Launcher, () => Clock.Now, manualTicks: true, maxConcurrentStarts: maxConcurrentStarts);
+        var command = publisher is null ? new WorkerCommand("fake", [], "/", "fake") : FakePublisher.App(FakePublisher.FirstFolder);
+        _supervisor = new ClusterSupervisor(options, command, _runtime, _loggers.CreateLogger("kestrel-cluster"), TextWriter.Null, Errors,
+            Launcher, () => Clock.Now, manualTicks: true, maxConcurrentStarts: maxConcurrentStarts, publisher: publisher);
         Completion = Task.Run(() => _supervisor.RunAsync(CancellationToken.None));
     }
 
