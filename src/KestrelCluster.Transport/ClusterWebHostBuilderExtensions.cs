@@ -2,7 +2,12 @@ using KestrelCluster;
 using KestrelCluster.Protocol;
 using KestrelCluster.Transport;
 using Microsoft.AspNetCore.Connections;
+using Microsoft.AspNetCore.DataProtection;
+using Microsoft.AspNetCore.DataProtection.KeyManagement;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
 
 namespace Microsoft.AspNetCore.Hosting;
 
@@ -43,14 +48,23 @@ public static class ClusterWebHostBuilderExtensions
             services.AddSingleton<IClusterWorker>(provider =>
             {
                 var channel = provider.GetRequiredService<SupervisorChannel>();
-                var worker = new ClusterWorker(channel, provider.GetRequiredService<Microsoft.Extensions.Hosting.IHostApplicationLifetime>());
+                var worker = new ClusterWorker(channel, provider.GetRequiredService<IHostApplicationLifetime>());
                 channel.MessageReceived = worker.Deliver;
                 return worker;
             });
+            if (Environment.GetEnvironmentVariable(ClusterEnvironment.DataProtectionKeys) is { Length: > 0 } keys)
+            {
+                // Inert unless the app uses data protection; then before the server starts.
+                services.AddSingleton(provider => new ClusterKeyRing(keys, provider, provider.GetRequiredService<IHostEnvironment>(), provider.GetRequiredService<ILoggerFactory>()));
+                services.AddSingleton<IPostConfigureOptions<KeyManagementOptions>>(provider => provider.GetRequiredService<ClusterKeyRing>());
+                services.AddSingleton<IPostConfigureOptions<DataProtectionOptions>>(provider => provider.GetRequiredService<ClusterKeyRing>());
+                services.AddHostedService<ClusterKeyRingStartup>();
+            }
+
             // AddSingleton, not TryAdd: Kestrel asks the last registered factory first, and UseSockets() is already there.
             services.AddSingleton<IConnectionListenerFactory, ClusterConnectionListenerFactory>();
             services.AddHostedService<ClusterReadinessService>();
-            services.AddSingleton<Microsoft.Extensions.Hosting.IHostLifetime, ClusterWorkerLifetime>();
+            services.AddSingleton<IHostLifetime, ClusterWorkerLifetime>();
         });
     }
 }

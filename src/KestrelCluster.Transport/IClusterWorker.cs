@@ -1,4 +1,6 @@
+using System.Diagnostics.CodeAnalysis;
 using System.Text.Json;
+using System.Text.Json.Serialization.Metadata;
 
 namespace KestrelCluster;
 
@@ -19,10 +21,28 @@ public interface IClusterWorker
     bool IsClustered { get; }
 
     /// <summary>Sends a JSON message to the supervisor, which logs it.</summary>
-    ValueTask SendToSupervisorAsync<T>(T message, CancellationToken cancellationToken = default);
+    /// <param name="message">The message.</param>
+    /// <param name="typeInfo">How to write it: from a source-generated <c>JsonSerializerContext</c>, so trimmed and NativeAOT apps can send it.</param>
+    /// <param name="cancellationToken">Ends the wait for room on the channel.</param>
+    ValueTask SendToSupervisorAsync<T>(T message, JsonTypeInfo<T> typeInfo, CancellationToken cancellationToken = default);
 
     /// <summary>Sends a JSON message to every other worker of the cluster (not to this one).</summary>
-    ValueTask BroadcastAsync<T>(T message, CancellationToken cancellationToken = default);
+    /// <param name="message">The message.</param>
+    /// <param name="typeInfo">How to write it: from a source-generated <c>JsonSerializerContext</c>, so trimmed and NativeAOT apps can send it.</param>
+    /// <param name="cancellationToken">Ends the wait for room on the channel.</param>
+    ValueTask BroadcastAsync<T>(T message, JsonTypeInfo<T> typeInfo, CancellationToken cancellationToken = default);
+
+    /// <summary>Sends a JSON message to the supervisor, which logs it, written by reflection (<c>JsonSerializerOptions.Web</c>).</summary>
+    [RequiresUnreferencedCode(ReflectionJson.Message)]
+    [RequiresDynamicCode(ReflectionJson.Message)]
+    ValueTask SendToSupervisorAsync<T>(T message, CancellationToken cancellationToken = default)
+        => SendToSupervisorAsync(message, ReflectionJson.TypeInfo<T>(), cancellationToken);
+
+    /// <summary>Sends a JSON message to every other worker of the cluster (not to this one), written by reflection (<c>JsonSerializerOptions.Web</c>).</summary>
+    [RequiresUnreferencedCode(ReflectionJson.Message)]
+    [RequiresDynamicCode(ReflectionJson.Message)]
+    ValueTask BroadcastAsync<T>(T message, CancellationToken cancellationToken = default)
+        => BroadcastAsync(message, ReflectionJson.TypeInfo<T>(), cancellationToken);
 
     /// <summary>
     /// Messages from other workers and from <c>kestrel-cluster send</c>, from the moment of the call, until
@@ -37,6 +57,21 @@ public interface IClusterWorker
 /// <param name="Payload">The message, as JSON.</param>
 public sealed record ClusterMessage(int? FromWorkerId, JsonElement Payload)
 {
-    /// <summary>The payload deserialized as <typeparamref name="T"/>.</summary>
+    /// <summary>The payload deserialized as <typeparamref name="T"/> by reflection (default: <c>JsonSerializerOptions.Web</c>).</summary>
+    [RequiresUnreferencedCode(ReflectionJson.Message)]
+    [RequiresDynamicCode(ReflectionJson.Message)]
     public T? As<T>(JsonSerializerOptions? options = null) => Payload.Deserialize<T>(options ?? JsonSerializerOptions.Web);
+
+    /// <summary>The payload deserialized with <paramref name="typeInfo"/>, from a source-generated <c>JsonSerializerContext</c> (trimming- and NativeAOT-safe).</summary>
+    public T? As<T>(JsonTypeInfo<T> typeInfo) => Payload.Deserialize(typeInfo);
+}
+
+// The reflection-based overloads: warnings land where an app calls them, not inside the library.
+internal static class ReflectionJson
+{
+    public const string Message = "Reflection-based JSON may not work in trimmed or NativeAOT apps: pass a JsonTypeInfo<T> from a source-generated JsonSerializerContext.";
+
+    [RequiresUnreferencedCode(Message)]
+    [RequiresDynamicCode(Message)]
+    public static JsonTypeInfo<T> TypeInfo<T>() => (JsonTypeInfo<T>)JsonSerializerOptions.Web.GetTypeInfo(typeof(T));
 }

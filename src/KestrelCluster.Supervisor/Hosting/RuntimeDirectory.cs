@@ -6,7 +6,8 @@ using KestrelCluster.Supervisor.Cli;
 namespace KestrelCluster.Supervisor.Hosting;
 
 // $XDG_RUNTIME_DIR/kestrel-cluster/<name> (or $TMPDIR/kestrel-cluster-<uid>/<name>): 0700, ours alone, or 0750
-// for the --control-group. Holds the channel socket the workers join, the control socket and the supervisor's pid.
+// for the --control-group. Holds the channel socket the workers join, the control socket, the supervisor's pid and
+// the workers' data protection keys (keys/, 0700 even for the --control-group).
 internal sealed class RuntimeDirectory : IDisposable
 {
     private const UnixFileMode OwnerOnly = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute;
@@ -19,6 +20,7 @@ internal sealed class RuntimeDirectory : IDisposable
     public const string ControlSocketName = "control.sock";
     private const string ChannelSocketName = "channel.sock";
     private const string PidFileName = "supervisor.pid";
+    private const string DataProtectionKeysName = "keys";
 
     private RuntimeDirectory(string path, uint? controlGroup)
     {
@@ -36,6 +38,9 @@ internal sealed class RuntimeDirectory : IDisposable
     public string ControlSocketPath => System.IO.Path.Combine(Path, ControlSocketName);
 
     private string PidFilePath => System.IO.Path.Combine(Path, PidFileName);
+
+    /// <summary>The key ring the workers share (KESTREL_CLUSTER_DATA_PROTECTION_KEYS), beside the channel socket.</summary>
+    public static string DataProtectionKeysPathBeside(string channelSocketPath) => System.IO.Path.Combine(System.IO.Path.GetDirectoryName(channelSocketPath)!, DataProtectionKeysName);
 
     /// <summary>Where a supervisor running as <paramref name="userId"/> with this process's environment keeps its cluster folders.</summary>
     public static string RootFor(uint userId)
@@ -109,6 +114,8 @@ internal sealed class RuntimeDirectory : IDisposable
         }
 
         File.Delete(directory.ControlSocketPath);
+        // Kept from a supervisor that was killed: its keys still open the cookies its workers issued.
+        EnsureOurs(DataProtectionKeysPathBeside(directory.ChannelSocketPath), OwnerOnly, group: null);
         var self = Environment.ProcessId.ToString(CultureInfo.InvariantCulture);
         File.WriteAllText(directory.PidFilePath, $"{self} {StartTimeOf(self)} {Libc.GetEffectiveUserId()}\n");
         // Readable by whoever may enter the folder: the CLI tells a live cluster from a dead one's leftovers by it.
@@ -160,6 +167,13 @@ internal sealed class RuntimeDirectory : IDisposable
             File.Delete(ChannelSocketPath);
             File.Delete(ControlSocketPath);
             File.Delete(PidFilePath);
+            // The keys are this run's: an app that wants them across supervisor restarts persists them itself.
+            var keys = DataProtectionKeysPathBeside(ChannelSocketPath);
+            if (Directory.Exists(keys))
+            {
+                Directory.Delete(keys, recursive: true);
+            }
+
             Directory.Delete(Path);
         }
         catch (IOException)

@@ -33,9 +33,15 @@ internal static partial class ClusterTransportLog
     [LoggerMessage(9, LogLevel.Information, "The drain window ended after {Seconds} s with {Open} connections still open; stopping the application.", EventName = "DrainTimedOut")]
     public static partial void DrainTimedOut(ILogger logger, int open, double seconds);
 
-    [LoggerMessage(10, LogLevel.Information, "Application started in a kestrel-cluster worker.\nHosting environment: {EnvironmentName}\nContent root path: {ContentRoot}", EventName = "ApplicationStarted")]
+    [LoggerMessage(10, LogLevel.Information, "Data protection keys are shared by the cluster's workers in {Path}, until the supervisor stops; to keep them longer, persist them yourself (PersistKeysToFileSystem).", EventName = "KeysShared")]
+    public static partial void KeysShared(ILogger logger, string path);
+
+    [LoggerMessage(11, LogLevel.Warning, "Could not lock {Path} to create the cluster's first data protection key alone ({Reason}); going on without the lock.", EventName = "KeyRingLockFailed")]
+    public static partial void KeyRingLockFailed(ILogger logger, string path, string reason);
+
+    [LoggerMessage(12, LogLevel.Information, "Application started in a kestrel-cluster worker.\nHosting environment: {EnvironmentName}\nContent root path: {ContentRoot}", EventName = "ApplicationStarted")]
     public static partial void ApplicationStarted(ILogger logger, string environmentName, string contentRoot);
 
-    [LoggerMessage(11, LogLevel.Information, "Application is shutting down...", EventName = "ApplicationStopping")]
+    [LoggerMessage(13, LogLevel.Information, "Application is shutting down...", EventName = "ApplicationStopping")]
     public static partial void ApplicationStopping(ILogger logger);
 }

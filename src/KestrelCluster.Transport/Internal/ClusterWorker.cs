@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Text.Json;
+using System.Text.Json.Serialization.Metadata;
 using System.Threading.Channels;
 using KestrelCluster.Protocol;
 using Microsoft.Extensions.Hosting;
@@ -18,11 +19,11 @@ internal sealed class ClusterWorker(SupervisorChannel channel, IHostApplicationL
 
     public bool IsClustered => true;
 
-    public ValueTask SendToSupervisorAsync<T>(T message, CancellationToken cancellationToken = default)
-        => channel.SendMessageAsync(MessageTargets.Supervisor, JsonSerializer.SerializeToUtf8Bytes(message, JsonSerializerOptions.Web), cancellationToken);
+    public ValueTask SendToSupervisorAsync<T>(T message, JsonTypeInfo<T> typeInfo, CancellationToken cancellationToken = default)
+        => channel.SendMessageAsync(MessageTargets.Supervisor, JsonSerializer.SerializeToUtf8Bytes(message, typeInfo), cancellationToken);
 
-    public ValueTask BroadcastAsync<T>(T message, CancellationToken cancellationToken = default)
-        => channel.SendMessageAsync(MessageTargets.OtherWorkers, JsonSerializer.SerializeToUtf8Bytes(message, JsonSerializerOptions.Web), cancellationToken);
+    public ValueTask BroadcastAsync<T>(T message, JsonTypeInfo<T> typeInfo, CancellationToken cancellationToken = default)
+        => channel.SendMessageAsync(MessageTargets.OtherWorkers, JsonSerializer.SerializeToUtf8Bytes(message, typeInfo), cancellationToken);
 
     public async IAsyncEnumerable<ClusterMessage> ReadMessagesAsync([EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
@@ -81,9 +82,9 @@ internal sealed class StandaloneWorker : IClusterWorker
 
     public bool IsClustered => false;
 
-    public ValueTask SendToSupervisorAsync<T>(T message, CancellationToken cancellationToken = default) => ValueTask.CompletedTask;
+    public ValueTask SendToSupervisorAsync<T>(T message, JsonTypeInfo<T> typeInfo, CancellationToken cancellationToken = default) => ValueTask.CompletedTask;
 
-    public ValueTask BroadcastAsync<T>(T message, CancellationToken cancellationToken = default) => ValueTask.CompletedTask;
+    public ValueTask BroadcastAsync<T>(T message, JsonTypeInfo<T> typeInfo, CancellationToken cancellationToken = default) => ValueTask.CompletedTask;
 
     public async IAsyncEnumerable<ClusterMessage> ReadMessagesAsync([EnumeratorCancellation] CancellationToken cancellationToken = default)
     {

@@ -7,4 +7,6 @@ internal static class ClusterEnvironment
     internal const string Token = "KESTREL_CLUSTER_TOKEN";
     internal const string WorkerId = "KESTREL_CLUSTER_WORKER_ID";
     internal const string Generation = "KESTREL_CLUSTER_GENERATION";
+    // A 0700 folder of the supervisor's runtime folder: the workers' shared data protection key ring.
+    internal const string DataProtectionKeys = "KESTREL_CLUSTER_DATA_PROTECTION_KEYS";
 }

@@ -15,8 +15,12 @@ public sealed partial class SymlinkDeploy : IDisposable
 
     private readonly TemporaryFolder _folder = new();
 
-    private SymlinkDeploy()
+    // The build each release copies: the sample's, or another app's.
+    private readonly string _built;
+
+    private SymlinkDeploy(string built)
     {
+        _built = built;
     }
 
     public string Root => _folder.Path;
@@ -27,9 +31,12 @@ public sealed partial class SymlinkDeploy : IDisposable
     public string ReleasePath(string release) => Path.Combine(Root, "releases", release);
 
     /// <summary>Lays out one release per name (default v1, v2, v3) and points <c>current</c> at the first.</summary>
-    public static SymlinkDeploy Create(params string[] releases)
+    public static SymlinkDeploy Create(params string[] releases) => CreateOf(TestPaths.SampleDll, releases);
+
+    /// <summary>The same, with releases that are copies of another app's build (the folder of <paramref name="appDll"/>).</summary>
+    public static SymlinkDeploy CreateOf(string appDll, params string[] releases)
     {
-        var deploy = new SymlinkDeploy();
+        var deploy = new SymlinkDeploy(Path.GetDirectoryName(appDll)!);
         try
         {
             foreach (var release in releases.Length > 0 ? releases : ["v1", "v2", "v3"])
@@ -50,7 +57,7 @@ public sealed partial class SymlinkDeploy : IDisposable
     public void AddRelease(string release)
     {
         var target = ReleasePath(release);
-        var built = Path.GetDirectoryName(TestPaths.SampleDll)!;
+        var built = _built;
         foreach (var file in Directory.EnumerateFiles(built, "*", SearchOption.AllDirectories))
         {
             var copy = Path.Combine(target, Path.GetRelativePath(built, file));
