@@ -109,4 +109,7 @@ internal static partial class SupervisorLog
 
     [LoggerMessage(35, LogLevel.Information, "Reload ({Source}) queued: it runs as one more pass once the reload to generation {Current} has finished", EventName = "ReloadQueued")]
     public static partial void ReloadQueued(ILogger logger, string source, int current);
+
+    [LoggerMessage(36, LogLevel.Warning, "Worker {WorkerId} (pid {Pid}) ran {Seconds} s and never connected to the supervisor: most likely the app is not using the cluster transport and listens on ports of its own. NativeAOT and trimmed apps run no startup hook (nor does any app with KESTREL_CLUSTER_STARTUP_HOOK=0): add `builder.WebHost.UseClusterTransport();` (package KestrelCluster.Transport) to the app", EventName = "WorkerNeverJoined")]
+    public static partial void WorkerNeverJoined(ILogger logger, int workerId, int pid, double seconds);
 }

@@ -7,14 +7,17 @@ namespace KestrelCluster.Supervisor.Workers;
 // every worker (a null value removes an inherited one); the cluster's own variables are set after them.
 internal sealed record WorkerCommand(string FileName, IReadOnlyList<string> Arguments, string WorkingDirectory, string AppName, IReadOnlyDictionary<string, string?>? Variables = null)
 {
-    // Set in every worker's environment before the cluster's own variables (WorkerRuntimeDefaults).
+    // Set in every worker's environment before the cluster's own variables (WorkerRuntimeDefaults, WorkerStartupHook).
     public IReadOnlyDictionary<string, string> RuntimeDefaults { get; init; } = new Dictionary<string, string>();
 
     public override string ToString() => string.Join(' ', [FileName, .. Arguments]);
 
     public static async Task<WorkerCommand> ResolveAsync(RunOptions options, TextWriter progress, CancellationToken cancellationToken)
     {
-        var defaults = WorkerRuntimeDefaults.For(options.Workers, Environment.ProcessorCount, Environment.GetEnvironmentVariables());
+        var inherited = Environment.GetEnvironmentVariables();
+        var defaults = WorkerRuntimeDefaults.For(options.Workers, Environment.ProcessorCount, inherited)
+            .Concat(WorkerStartupHook.For(inherited, AppContext.BaseDirectory))
+            .ToDictionary();
         if (options.Command.Count > 0)
         {
             return FromCommand(options.Command, WorkerWorkingDirectory.ForCommand(options.WorkingDirectory)) with { RuntimeDefaults = defaults };
