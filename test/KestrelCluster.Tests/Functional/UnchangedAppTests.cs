@@ -34,6 +34,58 @@ public sealed partial class UnchangedAppTests(TemplateApps apps, ITestOutputHelp
         Assert.All(workers, w => Assert.Equal(w.Id.ToString(), ProcessInfo.EnvironmentOf(w.Pid).GetValueOrDefault("KESTREL_CLUSTER_WORKER_ID")));
     }
 
+    // The templates of the issue, each clustered without the line: every worker serves a request.
+    [Theory]
+    [InlineData("webapi", "", "/weatherforecast")]
+    [InlineData("webapi", "--use-controllers", "/weatherforecast")]
+    [InlineData("mvc", "", "/")]
+    [InlineData("grpc", "", "/greet.Greeter/SayHello")]
+    public async Task Template_WithoutTheLine_EveryWorkerAnswers(string template, string options, string path)
+    {
+        var app = await apps.GetAsync(template, options.Split(' ', StringSplitOptions.RemoveEmptyEntries));
+        var grpc = template == "grpc";
+        // gRPC needs HTTP/2; without TLS that is h2c, which Kestrel speaks on an endpoint limited to HTTP/2.
+        var environment = grpc ? new Dictionary<string, string> { ["Kestrel__EndpointDefaults__Protocols"] = "Http2" } : null;
+
+        await using var run = ClusterRun.Start(output, ["-w", "2", "--urls", "http://127.0.0.1:0", "--", TestPaths.Dotnet, app.Dll], environment, appendSampleCommand: false, workingDirectory: app.Folder);
+        await run.WaitForLineAsync(AllReady(), ClusterRun.StartTimeout);
+        for (var i = 0; i < 4; i++)
+        {
+            // A new connection each time, so round-robin hands them to both workers.
+            using var client = Http.NewConnectionClient($"http://127.0.0.1:{run.Port}");
+            if (grpc)
+            {
+                Assert.Equal("0", await SayHelloAsync(client, path));
+            }
+            else
+            {
+                using var response = await client.GetAsync(path);
+                Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            }
+        }
+
+        var workers = await run.ListAsync();
+        Assert.Equal(2, workers.Select(w => w.Pid).Distinct().Count());
+        Assert.All(workers, w => Assert.True(w.TotalConnections >= 1, $"worker {w.Id} (pid {w.Pid}) served no connection"));
+    }
+
+    // One unary call over h2c (prior knowledge): HelloRequest { name = "x" } in a gRPC frame; returns grpc-status.
+    private static async Task<string?> SayHelloAsync(HttpClient client, string path)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Post, path)
+        {
+            Version = HttpVersion.Version20,
+            VersionPolicy = HttpVersionPolicy.RequestVersionExact,
+            Content = new ByteArrayContent([0, 0, 0, 0, 3, 0x0A, 0x01, (byte)'x']),
+        };
+        request.Content.Headers.ContentType = new("application/grpc");
+        request.Headers.TE.ParseAdd("trailers");
+        using var response = await client.SendAsync(request);
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        _ = await response.Content.ReadAsByteArrayAsync();
+        return response.TrailingHeaders.TryGetValues("grpc-status", out var status) ? status.Single() : response.Headers.TryGetValues("grpc-status", out status) ? status.Single() : null;
+    }
+
     [Fact]
     public async Task SampleWithTheLine_UnderTheHook_LoadsOnlyItsOwnTransport()
     {
