@@ -28,13 +28,23 @@ public static class ClusterWebHostBuilderExtensions
 
         return builder.ConfigureServices(services =>
         {
-            var options = services.AddOptions<ClusterTransportOptions>()
-                .Validate(o => o.SupervisorTimeout > TimeSpan.Zero, "ClusterTransportOptions.SupervisorTimeout must be positive.")
-                .Validate(o => o.DrainTimeout >= TimeSpan.Zero && o.DrainTimeout <= MaxDrainTimeout, $"ClusterTransportOptions.DrainTimeout must be between 0 and {MaxDrainTimeout.TotalSeconds} seconds.");
+            var options = services.AddOptions<ClusterTransportOptions>();
             if (configure is not null)
             {
                 options.Configure(configure);
             }
+
+            // The supervisor's startup hook registers the transport before the app's own line runs (or after
+            // it): whichever comes second only adds its options.
+            if (services.Any(d => d.ServiceType == typeof(ClusterTransportMarker)))
+            {
+                return;
+            }
+
+            services.AddSingleton<ClusterTransportMarker>();
+            options
+                .Validate(o => o.SupervisorTimeout > TimeSpan.Zero, "ClusterTransportOptions.SupervisorTimeout must be positive.")
+                .Validate(o => o.DrainTimeout >= TimeSpan.Zero && o.DrainTimeout <= MaxDrainTimeout, $"ClusterTransportOptions.DrainTimeout must be between 0 and {MaxDrainTimeout.TotalSeconds} seconds.");
 
             if (string.IsNullOrEmpty(Environment.GetEnvironmentVariable(ClusterEnvironment.Channel)))
             {

@@ -420,6 +420,8 @@ internal sealed partial class ClusterSupervisor : IWorkerSessionHandler, IDispos
         instance.Session?.Close("the process exited");
         var exit = WorkerInstance.DescribeExit(exitCode);
         var slot = SlotOf(instance);
+        var neverJoined = instance.Session is null;
+        var boundPortsItself = instance.BoundPortsItself;
         instance.Dispose();
 
         if (_reload?.Incoming == instance)
@@ -451,13 +453,15 @@ internal sealed partial class ClusterSupervisor : IWorkerSessionHandler, IDispos
         }
 
         SupervisorLog.WorkerCrashed(_logger, instance.SlotId, instance.Pid, exit);
+        slot.BoundPortsItself |= boundPortsItself;
         var now = Now;
         var delay = slot.Failed(now, exit, instance.BecameReady, instance.BecameReady ? now - instance.ReadyAt : 0);
         _metrics.WorkerRestarted();
         if (!_hasServed && slot.FailuresBeforeReady >= WorkerSlot.MaxFailuresBeforeReady)
         {
             // Only a cluster that has never served gives up: a broken app at first start.
-            Fail($"worker {slot.Id} exited before it became ready {slot.FailuresBeforeReady} times in a row (last: {exit}); giving up. Its output above says why.");
+            Fail($"worker {slot.Id} exited before it became ready {slot.FailuresBeforeReady} times in a row (last: {exit}); giving up. "
+                + (slot.BoundPortsItself ? BoundPortsItselfHint : neverJoined ? NeverJoinedHint : "Its output above says why."));
             return;
         }
 
@@ -472,6 +476,15 @@ internal sealed partial class ClusterSupervisor : IWorkerSessionHandler, IDispos
 
         StartDueWorkers();
     }
+
+    // A worker without the transport binds its ports itself, beside the supervisor that owns them: "address already
+    // in use", then a crash, reads like a port conflict. Usually the startup hook that adds the transport could not run.
+    private const string BoundPortsItselfHint = "It never connected to the supervisor and bound its ports itself (\"address already in use\" above): "
+        + "the app is not using the cluster transport. The startup hook that adds it does not run in NativeAOT or trimmed apps, or with "
+        + "KESTREL_CLUSTER_STARTUP_HOOK=0: add `builder.WebHost.UseClusterTransport();` (package KestrelCluster.Transport) to the app.";
+
+    private const string NeverJoinedHint = "It never connected to the supervisor: it failed before its host started (its output above says why), "
+        + "or it does not use the cluster transport (a NativeAOT or trimmed app without `builder.WebHost.UseClusterTransport();`, or KESTREL_CLUSTER_STARTUP_HOOK=0).";
 
     private bool IsReady() => !_stopping && _dispatcher.ReadyTargets().Count > 0;
 
@@ -550,6 +563,11 @@ internal sealed partial class ClusterSupervisor : IWorkerSessionHandler, IDispos
             if (instance.IsPastReadyTimeout(now, _options.ReadyTimeout))
             {
                 SupervisorLog.WorkerNotReady(_logger, instance.SlotId, instance.Pid, _options.ReadyTimeout.TotalSeconds);
+                if (instance.Session is null)
+                {
+                    SupervisorLog.WorkerNeverJoined(_logger, instance.SlotId, instance.Pid, _options.ReadyTimeout.TotalSeconds);
+                }
+
                 if (_reload?.Incoming == instance)
                 {
                     _reload.FailureReason = $"worker {instance.SlotId} of generation {instance.Generation} did not become ready within {_options.ReadyTimeout.TotalSeconds} s";

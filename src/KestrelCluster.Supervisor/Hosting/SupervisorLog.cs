@@ -124,4 +124,7 @@ internal static partial class SupervisorLog
 
     [LoggerMessage(40, LogLevel.Warning, "Cannot remove the app of generation {Generation} ({Folder}): {Reason}", EventName = "PublishRemoveFailed")]
     public static partial void PublishRemoveFailed(ILogger logger, int generation, string folder, string reason);
+
+    [LoggerMessage(41, LogLevel.Warning, "Worker {WorkerId} (pid {Pid}) ran {Seconds} s and never connected to the supervisor: most likely the app is not using the cluster transport and listens on ports of its own. NativeAOT and trimmed apps run no startup hook (nor does any app with KESTREL_CLUSTER_STARTUP_HOOK=0): add `builder.WebHost.UseClusterTransport();` (package KestrelCluster.Transport) to the app", EventName = "WorkerNeverJoined")]
+    public static partial void WorkerNeverJoined(ILogger logger, int workerId, int pid, double seconds);
 }

@@ -7,7 +7,7 @@ namespace KestrelCluster.Supervisor.Workers;
 // own variables are set after them.
 internal sealed record WorkerCommand(string FileName, IReadOnlyList<string> Arguments, string WorkingDirectory, string AppName, IReadOnlyDictionary<string, string?>? Variables = null)
 {
-    // Set in every worker's environment before the cluster's own variables (WorkerRuntimeDefaults).
+    // Set in every worker's environment before the cluster's own variables (WorkerRuntimeDefaults, WorkerStartupHook).
     public IReadOnlyDictionary<string, string> RuntimeDefaults { get; init; } = new Dictionary<string, string>();
 
     // Set when the app was published for this command (--project): a folder the supervisor owns and removes
@@ -21,7 +21,12 @@ internal sealed record WorkerCommand(string FileName, IReadOnlyList<string> Argu
         => FromCommand(options.Command, WorkerWorkingDirectory.ForCommand(options.WorkingDirectory)) with { RuntimeDefaults = RuntimeDefaultsFor(options) };
 
     public static IReadOnlyDictionary<string, string> RuntimeDefaultsFor(RunOptions options)
-        => WorkerRuntimeDefaults.For(options.Workers, Environment.ProcessorCount, Environment.GetEnvironmentVariables());
+    {
+        var inherited = Environment.GetEnvironmentVariables();
+        return WorkerRuntimeDefaults.For(options.Workers, Environment.ProcessorCount, inherited)
+            .Concat(WorkerStartupHook.For(inherited, AppContext.BaseDirectory))
+            .ToDictionary();
+    }
 
     private static WorkerCommand FromCommand(IReadOnlyList<string> command, string workingDirectory)
     {

@@ -57,6 +57,9 @@ internal sealed class WorkerInstance : IDisposable
 
     public void Attach(IWorkerProcess process) => _process = process;
 
+    // Never connected to the channel, and its output said "address already in use": it binds its ports itself.
+    public bool BoundPortsItself => Session is null && _process is { SaidAddressInUse: true };
+
     /// <summary>Starting → Ready. False when the worker is past that (draining, exited) and must not get connections.</summary>
     public bool MarkReady(long now)
     {

@@ -24,6 +24,9 @@ internal interface IWorkerProcess : IDisposable
 
     /// <summary>CPU time and resident memory of <paramref name="pid"/> (this process or the app a wrapper started); false once it is gone.</summary>
     bool TrySample(int pid, out TimeSpan cpu, out long residentBytes);
+
+    /// <summary>Its output said "address already in use": with no channel, a sign that it binds its ports itself.</summary>
+    bool SaidAddressInUse => false;
 }
 
 /// <summary>Starting a worker failed (a deleted working directory, EMFILE, EAGAIN from a fork limit, a missing executable).</summary>
@@ -87,14 +90,15 @@ internal sealed class ProcessWorkerLauncher(string channelPath, string? urls, Te
             throw new WorkerStartException($"cannot start '{command.FileName}' in {command.WorkingDirectory}: {ex.Message}");
         }
 
+        var child = new ChildProcess(process);
         var prefix = $"[worker {launch.SlotId} pid {process.Id}] ";
-        process.OutputDataReceived += (_, e) => Forward(output, prefix, e.Data);
-        process.ErrorDataReceived += (_, e) => Forward(output, prefix, e.Data);
+        process.OutputDataReceived += (_, e) => child.Forward(output, prefix, e.Data);
+        process.ErrorDataReceived += (_, e) => child.Forward(output, prefix, e.Data);
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
         // Workers never read the supervisor's terminal.
         process.StandardInput.Close();
-        return new ChildProcess(process);
+        return child;
     }
 
     private static int SafeExitCode(Process process)
@@ -109,19 +113,30 @@ internal sealed class ProcessWorkerLauncher(string channelPath, string? urls, Te
         }
     }
 
-    private static void Forward(TextWriter output, string prefix, string? line)
-    {
-        if (line is not null)
-        {
-            output.WriteLine(prefix + line);
-        }
-    }
-
     private sealed class ChildProcess(Process process) : IWorkerProcess
     {
         private Process? _peer;
+        private volatile bool _saidAddressInUse;
 
         public int Pid { get; } = process.Id;
+
+        public bool SaidAddressInUse => _saidAddressInUse;
+
+        public void Forward(TextWriter output, string prefix, string? line)
+        {
+            if (line is null)
+            {
+                return;
+            }
+
+            // Kestrel's "Failed to bind to address ...: address already in use."
+            if (!_saidAddressInUse && line.Contains("address already in use", StringComparison.OrdinalIgnoreCase))
+            {
+                _saidAddressInUse = true;
+            }
+
+            output.WriteLine(prefix + line);
+        }
 
         public void Kill()
         {

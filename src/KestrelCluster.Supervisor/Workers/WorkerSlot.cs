@@ -35,6 +35,9 @@ internal sealed class WorkerSlot(int id, int generation)
 
     public string? LastFailure { get; private set; }
 
+    // Since it was last ready, a worker of this slot exited having bound its ports itself instead of joining the channel.
+    public bool BoundPortsItself { get; set; }
+
     // scaled away: its worker drains and the slot goes when it has exited
     public bool Retiring { get; private set; }
 
@@ -52,6 +55,7 @@ internal sealed class WorkerSlot(int id, int generation)
     public void Ready()
     {
         IsFailing = false;
+        BoundPortsItself = false;
         FailuresBeforeReady = 0;
         LastFailure = null;
     }

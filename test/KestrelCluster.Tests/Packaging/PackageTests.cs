@@ -23,7 +23,8 @@ public sealed partial class PackageTests(PackedPackages packages, ITestOutputHel
         AssertEntries("KestrelCluster.Transport", "README.md", "lib/net10.0/KestrelCluster.Transport.dll", "lib/net10.0/KestrelCluster.Transport.xml");
         // The Testing package carries the supervisor assembly: the tool package cannot be a library dependency.
         AssertEntries("KestrelCluster.Testing", "README.md", "lib/net10.0/KestrelCluster.Testing.dll", "lib/net10.0/KestrelCluster.Testing.xml", "lib/net10.0/kestrel-cluster.dll");
-        AssertEntries("kestrel-cluster", "README.md", "tools/net10.0/any/DotnetToolSettings.xml", "tools/net10.0/any/kestrel-cluster.dll");
+        // The startup hook and the transport it adds to apps without UseClusterTransport() ship beside the tool.
+        AssertEntries("kestrel-cluster", "README.md", "tools/net10.0/any/DotnetToolSettings.xml", "tools/net10.0/any/kestrel-cluster.dll", "tools/net10.0/any/KestrelCluster.StartupHook.dll", "tools/net10.0/any/KestrelCluster.Transport.dll");
         Assert.DoesNotContain("<dependency id=\"kestrel-cluster\"", Nuspec("KestrelCluster.Testing"));
         Assert.Contains("<packageType name=\"DotnetTool\"", Nuspec("kestrel-cluster"));
     }

@@ -1,0 +1,73 @@
+using KestrelCluster.Tests.Infrastructure;
+
+namespace KestrelCluster.Tests.Functional;
+
+/// <summary>
+/// Apps made the way a user makes them, `dotnet new &lt;template&gt;` and a Release build, with no reference to
+/// KestrelCluster and no line added: one private folder per test class, each template created and built once.
+/// </summary>
+public sealed class TemplateApps : IDisposable
+{
+    private static readonly TimeSpan CommandTimeout = TimeSpan.FromMinutes(3);
+
+    private readonly string _root = TestPaths.NewTempDirectory();
+    private readonly Dictionary<string, Task<TemplateApp>> _apps = [];
+    private readonly Lock _lock = new();
+
+    /// <summary>The app of `dotnet new <paramref name="template"/> [options]` built in Release, created on first use.</summary>
+    public Task<TemplateApp> GetAsync(string template, params string[] options)
+    {
+        var key = string.Join(' ', [template, .. options]);
+        lock (_lock)
+        {
+            if (!_apps.TryGetValue(key, out var app))
+            {
+                app = CreateAsync(template, options, "App" + _apps.Count);
+                _apps[key] = app;
+            }
+
+            return app;
+        }
+    }
+
+    private async Task<TemplateApp> CreateAsync(string template, string[] options, string name)
+    {
+        var folder = Path.Combine(_root, name);
+        await RunAsync(["new", template, .. options, "--name", name, "--output", folder], _root);
+        var output = Path.Combine(folder, "out");
+        await RunAsync(["build", folder, "-c", "Release", "-o", output, "-nologo", "-v", "q", "-clp:NoSummary"], folder);
+        return new TemplateApp(folder, Path.Combine(output, name + ".dll"));
+    }
+
+    private static async Task RunAsync(IReadOnlyList<string> arguments, string workingDirectory)
+    {
+        // The test host inherits MSBuild's variables from `dotnet test`; a nested build must not.
+        var environment = Environment.GetEnvironmentVariables().Keys.Cast<string>()
+            .Where(k => k.StartsWith("MSBuild", StringComparison.OrdinalIgnoreCase))
+            .ToDictionary(k => k, string? (_) => null);
+        environment["MSBUILDDISABLENODEREUSE"] = "1";
+        environment["DOTNET_CLI_USE_MSBUILD_SERVER"] = "0";
+        environment["UseSharedCompilation"] = "false";
+        environment["DOTNET_NOLOGO"] = "1";
+        environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
+        var (exitCode, stdout, stderr) = await ExternalCommand.RunAsync(TestPaths.Dotnet, arguments, CommandTimeout, environment, workingDirectory);
+        if (exitCode != 0)
+        {
+            throw new InvalidOperationException($"dotnet {string.Join(' ', arguments)} failed ({exitCode}):\n{stdout}{stderr}");
+        }
+    }
+
+    public void Dispose()
+    {
+        try
+        {
+            Directory.Delete(_root, recursive: true);
+        }
+        catch (IOException)
+        {
+        }
+    }
+}
+
+/// <summary>A created app: its project folder and its built dll.</summary>
+public sealed record TemplateApp(string Folder, string Dll);
