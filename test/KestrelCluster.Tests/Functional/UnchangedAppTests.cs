@@ -69,6 +69,139 @@ public sealed partial class UnchangedAppTests(TemplateApps apps, ITestOutputHelp
         Assert.All(workers, w => Assert.True(w.TotalConnections >= 1, $"worker {w.Id} (pid {w.Pid}) served no connection"));
     }
 
+    // Razor Pages and Blazor Server run as a server runs them: published, in Production, where the generated static
+    // assets (scoped CSS bundle, blazor.web.js, fingerprinted names) come only from the publish's wwwroot.
+    [Theory]
+    [InlineData("webapp", "", ".styles.css", "/js/site.")]
+    [InlineData("blazor", "--interactivity Server", ".styles.css", "/_framework/blazor.web.")]
+    public async Task PublishedTemplate_InProduction_PageAndItsGeneratedAssetsAnswerFromEveryWorker(string template, string options, string scopedCss, string script)
+    {
+        var app = template == "webapp" ? await WebAppWithFormAsync() : await apps.GetPublishedAsync(template, options.Split(' ', StringSplitOptions.RemoveEmptyEntries));
+        await using var run = ClusterRun.Start(output, ["-w", "2", "--urls", "http://127.0.0.1:0", "--", TestPaths.Dotnet, app.Dll], Production(), appendSampleCommand: false, workingDirectory: app.Folder);
+        await run.WaitForLineAsync(AllReady(), ClusterRun.StartTimeout);
+        var workers = new ServedBy(run);
+        await workers.StartAsync();
+        using var client = Http.NewConnectionClient($"http://127.0.0.1:{run.Port}");
+
+        var (_, home) = await workers.GetAsync(client, "/");
+        List<string> assets;
+        using (home)
+        {
+            assets = AssetUrls(await home.Content.ReadAsStringAsync());
+        }
+
+        output.WriteLine($"assets: {string.Join(' ', assets)}");
+        Assert.Contains(assets, a => a.EndsWith(scopedCss, StringComparison.Ordinal));
+        Assert.Contains(assets, a => a.StartsWith(script, StringComparison.Ordinal));
+        foreach (var path in (string[])["/", .. assets])
+        {
+            // Each on a new connection, tied to the worker that served it, until both workers have answered it.
+            var answeredBy = new HashSet<int>();
+            for (var i = 0; i < 6 && answeredBy.Count < 2; i++)
+            {
+                var (pid, response) = await workers.GetAsync(client, path);
+                using (response)
+                {
+                    Assert.True(response.StatusCode == HttpStatusCode.OK, $"{path} from worker {pid}: {(int)response.StatusCode}");
+                    Assert.NotEmpty(await response.Content.ReadAsByteArrayAsync());
+                }
+
+                answeredBy.Add(pid);
+            }
+
+            Assert.Equal(workers.Pids.Order(), answeredBy.Order());
+        }
+
+        Assert.DoesNotContain(run.Lines, l => l.Contains("fail:") || l.Contains("exited unexpectedly"));
+    }
+
+    // The data protection fix, end to end with a real template: a Razor Pages form (antiforgery validated on POST by
+    // default) rendered by one worker and posted to the other, with no writable HOME (no per-user key folder).
+    [Fact]
+    public async Task WebAppTemplate_FormFromOneWorkerPostedToTheOther_IsAcceptedWithNoWritableHome()
+    {
+        var app = await WebAppWithFormAsync();
+        using var home = new TemporaryFolder();
+        var environment = Production();
+        environment["HOME"] = Path.Combine(home.Path, "home-is-a-file");
+        File.WriteAllText(environment["HOME"], "");
+        await using var run = ClusterRun.Start(output, ["-w", "2", "--urls", "http://127.0.0.1:0", "--", TestPaths.Dotnet, app.Dll], environment, appendSampleCommand: false, workingDirectory: app.Folder);
+        await run.WaitForLineAsync(AllReady(), ClusterRun.StartTimeout);
+        // The client keeps the antiforgery cookie, as a browser does.
+        using var client = Http.NewConnectionClient($"http://127.0.0.1:{run.Port}");
+
+        using var form = await client.GetAsync("/Form");
+        Assert.Equal(HttpStatusCode.OK, form.StatusCode);
+        var madeBy = int.Parse(form.Headers.GetValues("X-Pid").Single());
+        Assert.Contains(form.Headers.GetValues("Set-Cookie"), c => c.StartsWith(".AspNetCore.Antiforgery.", StringComparison.Ordinal));
+        var token = RequestVerificationToken().Match(await form.Content.ReadAsStringAsync()).Groups[1].Value;
+        Assert.NotEmpty(token);
+
+        var answers = new List<(int Pid, HttpStatusCode Status, string Body)>();
+        for (var i = 0; i < 10 && answers.All(a => a.Pid == madeBy); i++)
+        {
+            using var response = await client.PostAsync("/Form", new FormUrlEncodedContent(new Dictionary<string, string> { ["__RequestVerificationToken"] = token, ["text"] = "hi" }));
+            answers.Add((int.Parse(response.Headers.GetValues("X-Pid").Single()), response.StatusCode, await response.Content.ReadAsStringAsync()));
+        }
+
+        var other = Assert.Single(answers, a => a.Pid != madeBy);
+        Assert.True(other.Status == HttpStatusCode.OK, $"worker {other.Pid} refused the form worker {madeBy} made: {(int)other.Status} {other.Body}");
+        Assert.Equal("posted hi", other.Body);
+        Assert.Equal((await run.ListAsync()).Select(w => w.Pid).Order(), new[] { madeBy, other.Pid }.Order());
+        Assert.Single(Directory.GetFiles(Path.Combine(run.RuntimeFolder, "keys"), "key-*.xml"));
+    }
+
+    // `dotnet new webapp` published, with one page added: a form posting back to itself, and the worker's pid in a header.
+    private Task<TemplateApp> WebAppWithFormAsync() => apps.GetPublishedAsync("webapp", [], new Dictionary<string, string>
+    {
+        ["Pages/Form.cshtml"] = """
+            @page
+            @{
+                Response.Headers["X-Pid"] = System.Environment.ProcessId.ToString();
+            }
+            <form method="post"><input name="text" /><button type="submit">Send</button></form>
+            @functions {
+                public Microsoft.AspNetCore.Mvc.IActionResult OnPost(string text)
+                {
+                    Response.Headers["X-Pid"] = System.Environment.ProcessId.ToString();
+                    return Content("posted " + text);
+                }
+            }
+            """,
+    });
+
+    private static Dictionary<string, string> Production() => new() { ["ASPNETCORE_ENVIRONMENT"] = "Production" };
+
+    // The page's stylesheets and scripts, as paths from the site's root (the pages use a base href of "/").
+    private static List<string> AssetUrls(string html) => [.. AssetUrl().Matches(html)
+        .Select(m => m.Groups[1].Value)
+        .Where(u => !u.Contains("://"))
+        .Select(u => "/" + u.TrimStart('~', '/'))
+        .Distinct()];
+
+    // Which worker served a request: the one whose connection count `list` shows grew. The template apps say
+    // nothing of the process that answered, and round-robin alone is no proof of it.
+    private sealed class ServedBy(ClusterRun run)
+    {
+        private Dictionary<int, long> _totals = [];
+
+        public IEnumerable<int> Pids => _totals.Keys;
+
+        public async Task StartAsync() => _totals = await TotalsAsync();
+
+        public async Task<(int Pid, HttpResponseMessage Response)> GetAsync(HttpClient client, string path)
+        {
+            var response = await client.GetAsync(path);
+            var totals = await TotalsAsync();
+            var grown = totals.Where(t => t.Value != _totals.GetValueOrDefault(t.Key)).ToList();
+            Assert.True(grown.Count == 1 && grown[0].Value == _totals[grown[0].Key] + 1, $"one GET {path} on one connection, yet the counts went from {string.Join(", ", _totals)} to {string.Join(", ", totals)}");
+            _totals = totals;
+            return (grown[0].Key, response);
+        }
+
+        private async Task<Dictionary<int, long>> TotalsAsync() => (await run.ListAsync()).ToDictionary(w => w.Pid, w => w.TotalConnections);
+    }
+
     // One unary call over h2c (prior knowledge): HelloRequest { name = "x" } in a gRPC frame; returns grpc-status.
     private static async Task<string?> SayHelloAsync(HttpClient client, string path)
     {
@@ -138,6 +271,12 @@ public sealed partial class UnchangedAppTests(TemplateApps apps, ITestOutputHelp
 
     [GeneratedRegex("All 2 workers ready")]
     private static partial Regex AllReady();
+
+    [GeneratedRegex(@"<(?:link rel=""stylesheet""|script[^>]*?) (?:href|src)=""([^""]+)""")]
+    private static partial Regex AssetUrl();
+
+    [GeneratedRegex(@"name=""__RequestVerificationToken"" type=""hidden"" value=""([^""]+)""")]
+    private static partial Regex RequestVerificationToken();
 
     [GeneratedRegex(@"Worker \d+ ready \(pid")]
     private static partial Regex WorkerReady();
