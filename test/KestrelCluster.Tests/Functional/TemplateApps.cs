@@ -57,15 +57,7 @@ public sealed class TemplateApps : IDisposable
 
     private static async Task RunAsync(IReadOnlyList<string> arguments, string workingDirectory)
     {
-        // The test host inherits MSBuild's variables from `dotnet test`; a nested build must not.
-        var environment = Environment.GetEnvironmentVariables().Keys.Cast<string>()
-            .Where(k => k.StartsWith("MSBuild", StringComparison.OrdinalIgnoreCase))
-            .ToDictionary(k => k, string? (_) => null);
-        environment["MSBUILDDISABLENODEREUSE"] = "1";
-        environment["DOTNET_CLI_USE_MSBUILD_SERVER"] = "0";
-        environment["UseSharedCompilation"] = "false";
-        environment["DOTNET_NOLOGO"] = "1";
-        environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
+        var environment = ExternalCommand.NestedDotnetEnvironment();
         var (exitCode, stdout, stderr) = await ExternalCommand.RunAsync(TestPaths.Dotnet, arguments, CommandTimeout, environment, workingDirectory);
         if (exitCode != 0)
         {

@@ -6,6 +6,23 @@ namespace KestrelCluster.Tests.Infrastructure;
 internal static class ExternalCommand
 {
     /// <summary>
+    /// The environment for a nested `dotnet` build, publish or pack: none of the MSBuild variables the test host
+    /// inherits from `dotnet test`, and no build servers or nodes left running after it.
+    /// </summary>
+    public static Dictionary<string, string?> NestedDotnetEnvironment()
+    {
+        var environment = Environment.GetEnvironmentVariables().Keys.Cast<string>()
+            .Where(k => k.StartsWith("MSBuild", StringComparison.OrdinalIgnoreCase))
+            .ToDictionary(k => k, string? (_) => null);
+        environment["MSBUILDDISABLENODEREUSE"] = "1";
+        environment["DOTNET_CLI_USE_MSBUILD_SERVER"] = "0";
+        environment["UseSharedCompilation"] = "false";
+        environment["DOTNET_NOLOGO"] = "1";
+        environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
+        return environment;
+    }
+
+    /// <summary>
     /// environment: variables to set, or to remove where the value is null. On timeout the program and its
     /// children are killed and a TimeoutException names the command.
     /// </summary>

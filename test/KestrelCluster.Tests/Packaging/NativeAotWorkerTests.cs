@@ -70,15 +70,7 @@ public sealed partial class NativeAotWorkerTests(ITestOutputHelper output) : IDi
 
     private Task<(int ExitCode, string Output)> RunAsync(string fileName, IEnumerable<string> arguments, string workingDirectory, TimeSpan timeout)
     {
-        // The test host inherits MSBuild's variables from `dotnet test`; a nested build must not.
-        var environment = Environment.GetEnvironmentVariables().Keys.Cast<string>()
-            .Where(k => k.StartsWith("MSBuild", StringComparison.OrdinalIgnoreCase))
-            .ToDictionary(k => k, string? (_) => null);
-        environment["MSBUILDDISABLENODEREUSE"] = "1";
-        environment["DOTNET_CLI_USE_MSBUILD_SERVER"] = "0";
-        environment["UseSharedCompilation"] = "false";
-        environment["DOTNET_NOLOGO"] = "1";
-        environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
+        var environment = ExternalCommand.NestedDotnetEnvironment();
         environment["KESTREL_CLUSTER_CHANNEL"] = null;
         return RunCombinedAsync(fileName, arguments, timeout, environment, workingDirectory);
     }

@@ -45,16 +45,8 @@ public sealed class PackedPackages : IAsyncLifetime
     /// <summary>Runs a command with the NuGet setup above and no build servers; kills it (and its children) on timeout.</summary>
     public async Task<(int ExitCode, string Output)> RunAsync(string fileName, IEnumerable<string> arguments, string workingDirectory, TimeSpan timeout)
     {
-        // The test host inherits MSBuild's variables from `dotnet test`; a nested build must not.
-        var environment = Environment.GetEnvironmentVariables().Keys.Cast<string>()
-            .Where(k => k.StartsWith("MSBuild", StringComparison.OrdinalIgnoreCase))
-            .ToDictionary(k => k, string? (_) => null);
+        var environment = ExternalCommand.NestedDotnetEnvironment();
         environment["NUGET_PACKAGES"] = Path.Combine(Root, "nuget-cache");
-        environment["MSBUILDDISABLENODEREUSE"] = "1";
-        environment["DOTNET_CLI_USE_MSBUILD_SERVER"] = "0";
-        environment["UseSharedCompilation"] = "false";
-        environment["DOTNET_NOLOGO"] = "1";
-        environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
         environment["DOTNET_ROOT"] = Path.GetDirectoryName(Path.GetFullPath(ResolveLinks(TestPaths.Dotnet)))!;
         environment["KESTREL_CLUSTER_CHANNEL"] = null;
 
