@@ -71,7 +71,8 @@ trap 'exit 130' INT TERM
 # ---- tools ----
 need=()
 command -v wrk > /dev/null || need+=(wrk)
-command -v nginx > /dev/null || [[ -x /usr/sbin/nginx ]] || need+=(nginx)
+# nginx and node only when a target needs them.
+if [[ " $TARGETS " == *" nginx "* ]]; then command -v nginx > /dev/null || [[ -x /usr/sbin/nginx ]] || need+=(nginx); fi
 if ((${#need[@]})); then
     say "installing ${need[*]}"
     sudo_cmd=(); [[ $(id -u) == 0 ]] || sudo_cmd=(sudo)
@@ -79,7 +80,9 @@ if ((${#need[@]})); then
     DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq "${need[@]}" > /dev/null
 fi
 nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
-command -v node > /dev/null || { echo "kestrel-cluster bench: error: node is not installed" >&2; exit 1; }
+if [[ " $TARGETS " == *" node-"* ]]; then
+    command -v node > /dev/null || { echo "kestrel-cluster bench: error: node is not installed" >&2; exit 1; }
+fi
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
