@@ -265,22 +265,25 @@ for a in "${arrangements[@]}"; do
     done
 done
 
-# The arrangement as the kernel sees it, once per arrangement: a server's session and autogroup against this
-# script's (wrk runs in the script's).
+# The arrangement as the kernel sees it: each server's session and autogroup (and its first child's) against
+# this script's, where wrk runs.
 autogroup() { sed 's/ nice.*//' "/proc/$1/autogroup" 2>/dev/null || echo "?"; }
+mine=$(autogroup $$)
+echo "this script and wrk: session $(awk '{print $6}' /proc/$$/stat), autogroup $mine" >&2
 for a in "${arrangements[@]}"; do
-    first=$(set -- $TARGETS; echo "$1")
-    pid=${pids[$first@$a]}
-    sid=$(awk '{print $6}' "/proc/$pid/stat")
-    mine=$(autogroup $$) theirs=$(autogroup "$pid")
-    kids=$(pgrep -P "$pid" | head -1 || true)
-    echo "arrangement $a: $first pid $pid session $sid autogroup $theirs${kids:+ (its child $kids: $(autogroup "$kids"))}; this script and wrk: session $(awk '{print $6}' /proc/$$/stat) autogroup $mine" >&2
-    if [[ $a == service && ( $theirs == "$mine" || $sid != "$pid" ) ]]; then
-        echo "kestrel-cluster bench: error: the service arrangement did not give $first a session and autogroup of its own" >&2; exit 1
-    fi
-    if [[ $a == shell && $theirs != "$mine" ]]; then
-        echo "kestrel-cluster bench: error: the shell arrangement put $first in another autogroup" >&2; exit 1
-    fi
+    for t in $TARGETS; do
+        pid=${pids[$t@$a]}
+        sid=$(awk '{print $6}' "/proc/$pid/stat")
+        theirs=$(autogroup "$pid")
+        kids=$(pgrep -P "$pid" | head -1 || true)
+        echo "  $t ($a): pid $pid, session $sid, autogroup $theirs${kids:+ (its child $kids: $(autogroup "$kids"))}" >&2
+        if [[ $a == service && ( $theirs == "$mine" || $sid != "$pid" ) ]]; then
+            echo "kestrel-cluster bench: error: the service arrangement did not give $t a session and autogroup of its own" >&2; exit 1
+        fi
+        if [[ $a == shell && $theirs != "$mine" ]]; then
+            echo "kestrel-cluster bench: error: the shell arrangement put $t in another autogroup" >&2; exit 1
+        fi
+    done
 done
 
 say "warming up"
