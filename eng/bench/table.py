@@ -12,6 +12,7 @@ labels = {
     "least-connections": f"kestrel-cluster least-connections ({workers})",
     "sticky": f"kestrel-cluster sticky ({workers})",
     "shared": f"kestrel-cluster shared ({workers})",
+    "reuseport-pair": "2 Kestrel processes on one port (SO_REUSEPORT), no supervisor",
     "nginx": f"nginx → {workers} Kestrel processes",
     "node-rr": f"Node cluster, round-robin ({workers})",
     "node-none": f"Node cluster, none ({workers})",
