@@ -79,7 +79,7 @@ internal sealed partial class ClusterSupervisor
     }
 
     // Stop goes out only once the worker has acknowledged every connection passed to it: Kestrel closes
-    // a connection accepted during shutdown before reading its request (FACTS.md), so none may arrive then.
+    // a connection accepted during shutdown before reading its request, so none may arrive then.
     private void SendStopWhenSettled(WorkerInstance instance, long now)
     {
         if (instance.StopSent || instance.Session is not { } session)

@@ -1,6 +1,6 @@
 namespace KestrelCluster.Protocol;
 
-// The worker contract's environment variables (DESIGN.md), named in one place.
+// The worker contract's environment variables (README "Worker environment variables"), named in one place.
 internal static class ClusterEnvironment
 {
     internal const string Channel = "KESTREL_CLUSTER_CHANNEL";
