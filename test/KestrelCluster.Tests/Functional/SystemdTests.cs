@@ -15,7 +15,8 @@ public sealed class SystemdTests(ITestOutputHelper output)
         Assert.True(File.Exists("/usr/bin/systemd-socket-activate"), "needs systemd-socket-activate (Debian package systemd); .ci/run installs it");
         var port = FreePort();
         await using var cluster = ClusterRun.Start(output, ["--workers", "2", "--urls", $"http://127.0.0.1:{port}"],
-            launcher: ["systemd-socket-activate", "-l", $"127.0.0.1:{port}"]);
+            // It passes on only the variables named with -E: XDG_RUNTIME_DIR keeps the runtime folder in the test's own.
+            launcher: ["systemd-socket-activate", "-l", $"127.0.0.1:{port}", "-E", "XDG_RUNTIME_DIR"]);
         await WaitForListeningAsync(port);
 
         // systemd-socket-activate starts the supervisor on the first connection, which waits in the
