@@ -21,5 +21,17 @@ internal static class SupervisorProcessSettings
     }
 
     /// <summary>Variables set for the supervisor alone, to remove from a worker's environment.</summary>
-    public static IEnumerable<string> NotForWorkers => s_setHere ? [InlineCompletions] : [];
+    private static IEnumerable<string> NotForWorkers => s_setHere ? [InlineCompletions] : [];
+
+    /// <summary>
+    /// Removes what belongs to this process alone from a child's environment (a worker's, or a publish's):
+    /// systemd's notify and listen variables and the settings made here.
+    /// </summary>
+    public static void RemoveSupervisorOnly(IDictionary<string, string?> environment)
+    {
+        foreach (var variable in SystemdNotifier.Variables.Concat(NotForWorkers))
+        {
+            environment.Remove(variable);
+        }
+    }
 }

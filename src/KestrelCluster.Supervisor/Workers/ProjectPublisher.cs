@@ -165,10 +165,7 @@ internal sealed class ProjectPublisher : IAppPublisher, IDisposable
         }
 
         // The build gets what a worker gets of the supervisor's own settings: none.
-        foreach (var variable in Hosting.SystemdNotifier.Variables.Concat(Hosting.SupervisorProcessSettings.NotForWorkers))
-        {
-            startInfo.Environment.Remove(variable);
-        }
+        Hosting.SupervisorProcessSettings.RemoveSupervisorOnly(startInfo.Environment);
 
         using var process = Process.Start(startInfo) ?? throw new IOException($"could not start {fileName}.");
         process.StandardInput.Close();

@@ -56,10 +56,7 @@ internal sealed class ProcessWorkerLauncher(string channelPath, string? urls, Te
             startInfo.Environment[name] = value;
         }
 
-        foreach (var variable in Hosting.SystemdNotifier.Variables.Concat(Hosting.SupervisorProcessSettings.NotForWorkers))
-        {
-            startInfo.Environment.Remove(variable);
-        }
+        Hosting.SupervisorProcessSettings.RemoveSupervisorOnly(startInfo.Environment);
 
         foreach (var (name, value) in command.Variables ?? new Dictionary<string, string?>())
         {
