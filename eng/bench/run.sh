@@ -95,28 +95,32 @@ wait_http() { # url seconds
 }
 
 # ---- build ----
-say "building the sample and the supervisor (Release)"
-dotnet publish "$root/samples/HelloCluster" -c Release -o "$work/app" < /dev/null > "$work/build.log" 2>&1
-# The supervisor as production runs it: NativeAOT (README "Running it in production"); SUPERVISOR=jit for
-# the framework-dependent build that `dotnet run` and the dotnet tool use.
-case $SUPERVISOR in
-    aot) supervisor_build=(-r "linux-$(dpkg --print-architecture | sed 's/amd64/x64/')" -p:PublishAot=true) ;;
-    jit) supervisor_build=() ;;
-    *) echo "kestrel-cluster bench: error: SUPERVISOR must be aot or jit, not '$SUPERVISOR'" >&2; exit 2 ;;
-esac
-dotnet publish "$root/src/KestrelCluster.Supervisor" -c Release "${supervisor_build[@]}" -o "$work/supervisor" < /dev/null >> "$work/build.log" 2>&1 \
-    || { echo "kestrel-cluster bench: error: the supervisor did not build; see $work/build.log" >&2; exit 1; }
-if [[ " $TARGETS " == *" reuseport-pair "* ]]; then
-    dotnet publish "$bench/ReusePortApp" -c Release -o "$work/reuseport" < /dev/null >> "$work/build.log" 2>&1 \
-        || { echo "kestrel-cluster bench: error: ReusePortApp did not build; see $work/build.log" >&2; exit 1; }
+# BUILD=<folder> reuses (or fills, the first time) a folder of builds, for runs one after another.
+builds=${BUILD:-$work}
+if [[ -z ${BUILD:-} || ! -x $BUILD/supervisor/kestrel-cluster ]]; then
+    say "building the sample and the supervisor (Release)"
+    dotnet publish "$root/samples/HelloCluster" -c Release -o "$builds/app" < /dev/null > "$work/build.log" 2>&1
+    # The supervisor as production runs it: NativeAOT (README "Running it in production"); SUPERVISOR=jit for
+    # the framework-dependent build that `dotnet run` and the dotnet tool use.
+    case $SUPERVISOR in
+        aot) supervisor_build=(-r "linux-$(dpkg --print-architecture | sed 's/amd64/x64/')" -p:PublishAot=true) ;;
+        jit) supervisor_build=() ;;
+        *) echo "kestrel-cluster bench: error: SUPERVISOR must be aot or jit, not '$SUPERVISOR'" >&2; exit 2 ;;
+    esac
+    dotnet publish "$root/src/KestrelCluster.Supervisor" -c Release "${supervisor_build[@]}" -o "$builds/supervisor" < /dev/null >> "$work/build.log" 2>&1 \
+        || { echo "kestrel-cluster bench: error: the supervisor did not build; see $work/build.log" >&2; exit 1; }
+    if [[ " $TARGETS " == *" reuseport-pair "* ]]; then
+        dotnet publish "$bench/ReusePortApp" -c Release -o "$builds/reuseport" < /dev/null >> "$work/build.log" 2>&1 \
+            || { echo "kestrel-cluster bench: error: ReusePortApp did not build; see $work/build.log" >&2; exit 1; }
+    fi
 fi
-app="$work/app/HelloCluster.dll"
-supervisor="$work/supervisor/kestrel-cluster"
+app="$builds/app/HelloCluster.dll"
+supervisor="$builds/supervisor/kestrel-cluster"
 
 # The runtime settings kestrel-cluster gives its workers by default (README, "Worker environment"): the
 # Kestrels behind nginx get the same, so the comparison is about distribution, not GC settings.
 heaps=$(( $(nproc) / WORKERS )); ((heaps > 0)) || heaps=1
-worker_env=(DOTNET_GCNoAffinitize=1 "DOTNET_GCHeapCount=$(printf %X "$heaps")" DOTNET_ThreadPool_UnfairSemaphoreSpinLimit=0)
+worker_env=("DOTNET_PROCESSOR_COUNT=$heaps" DOTNET_GCNoAffinitize=1 "DOTNET_GCHeapCount=$(printf %X "$heaps")" DOTNET_ThreadPool_UnfairSemaphoreSpinLimit=0)
 if [[ -n ${WORKER_ENV:-} ]]; then read -r -a worker_env <<< "$WORKER_ENV"; fi
 
 # ---- targets: start_<name> sets port[name], pids[name]; a name is <target>@<arrangement> ----
@@ -141,7 +145,7 @@ spawn() { # dir log command...
 start_kestrel() { # name [env...]
     local name=$1; shift
     local p; p=$(free_port)
-    spawn "$work/app" "$work/$name.log" env "$@" dotnet "$app" --urls "http://127.0.0.1:$p"
+    spawn "$builds/app" "$work/$name.log" env "$@" dotnet "$app" --urls "http://127.0.0.1:$p"
     port[$name]=$p
     pids[$name]=$spawned
     wait_http "http://127.0.0.1:$p/" 60
@@ -150,11 +154,11 @@ start_kestrel() { # name [env...]
 # Two plain Kestrels on one port (SO_REUSEPORT), with the cluster workers' runtime settings.
 start_reuseport() { # name
     local name=$1 p b deadline; p=$(free_port)
-    spawn "$work/reuseport" "$work/$name.log" env "${worker_env[@]}" dotnet "$work/reuseport/ReusePortApp.dll" --urls "http://127.0.0.1:$p"
+    spawn "$builds/reuseport" "$work/$name.log" env "${worker_env[@]}" dotnet "$builds/reuseport/ReusePortApp.dll" --urls "http://127.0.0.1:$p"
     port[$name]=$p
     pids[$name]=$spawned
     wait_http "http://127.0.0.1:$p/" 60
-    spawn "$work/reuseport" "$work/$name-b.log" env "${worker_env[@]}" dotnet "$work/reuseport/ReusePortApp.dll" --urls "http://127.0.0.1:$p"
+    spawn "$builds/reuseport" "$work/$name-b.log" env "${worker_env[@]}" dotnet "$builds/reuseport/ReusePortApp.dll" --urls "http://127.0.0.1:$p"
     b=$spawned
     pids[$name-b]=$b
     # Ready when the second process answers too (the kernel picks a process per new connection).
@@ -166,17 +170,18 @@ start_reuseport() { # name
     done
 }
 
-cluster_name() { local n=${1/@/-}; echo "bench-$n-$$"; }
+cluster_name() { local n=${1/@/-}; n=${n//:/-}; echo "bench-$n-$$"; }
 
-start_cluster() { # name mode [env...]
-    local name=$1 mode=$2 p; p=$(free_port)
+start_cluster() { # name mode [workers=N] [env...]
+    local name=$1 mode=$2 p workers=$WORKERS; p=$(free_port)
     shift 2
-    spawn "$work/app" "$work/$name.log" env "$@" "$supervisor" run -n "$(cluster_name "$name")" -w "$WORKERS" --kill-timeout 5 --balance "$mode" \
+    if [[ ${1:-} == workers=* ]]; then workers=${1#workers=}; shift; fi
+    spawn "$builds/app" "$work/$name.log" env "$@" "$supervisor" run -n "$(cluster_name "$name")" -w "$workers" --kill-timeout 5 --balance "$mode" \
         --urls "http://127.0.0.1:$p" -- dotnet "$app"
     port[$name]=$p
     pids[$name]=$spawned
     local deadline=$((SECONDS + 90))
-    until grep -q "All $WORKERS workers ready" "$work/$name.log"; do
+    until grep -q "All $workers workers ready" "$work/$name.log"; do
         ((SECONDS < deadline)) || { echo "kestrel-cluster bench: error: $name did not start; see $work/$name.log" >&2; exit 1; }
         kill -0 "${pids[$name]}" 2>/dev/null || { echo "kestrel-cluster bench: error: $name exited; see $work/$name.log" >&2; exit 1; }
         sleep 0.3
@@ -244,6 +249,15 @@ start_target() { # target arrangement
         # The cluster without the runtime settings it gives its workers: what those settings are worth.
         round-robin-untuned) start_cluster "$name" round-robin KESTREL_CLUSTER_RUNTIME_DEFAULTS=0 ;;
         reuseport-pair) start_reuseport "$name" ;;
+        # round-robin:<label>: the round-robin cluster with VARIANT_<label>'s words: an optional workers=N, then
+        # environment assignments for the supervisor (and so its workers), e.g.
+        # VARIANT_w1="workers=1" VARIANT_inline="DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS=1".
+        round-robin:*)
+            local label=${1#round-robin:} words=()
+            local var="VARIANT_$label"
+            [[ -n ${!var+x} ]] || { echo "kestrel-cluster bench: error: target $1 needs $var" >&2; exit 2; }
+            read -r -a words <<< "${!var}"
+            start_cluster "$name" round-robin "${words[@]}" ;;
         nginx) start_nginx "$name" ;;
         node-rr) start_node "$name" rr ;;
         node-none) start_node "$name" none ;;
@@ -285,6 +299,15 @@ for a in "${arrangements[@]}"; do
         fi
     done
 done
+
+# AUTOGROUP_NICE=<n> (e.g. -15; root only): on a machine others use too, give wrk's autogroup and every server's the
+# same higher weight, so the rest of the machine's load takes less of the CPU from the run; the split between wrk
+# and a server stays as it is.
+if [[ -n ${AUTOGROUP_NICE:-} ]]; then
+    echo "$AUTOGROUP_NICE" > "/proc/$$/autogroup"
+    for key in "${!pids[@]}"; do echo "$AUTOGROUP_NICE" > "/proc/${pids[$key]}/autogroup" 2>/dev/null || true; done
+    echo "autogroup nice $AUTOGROUP_NICE: $(cat /proc/$$/autogroup)" >&2
+fi
 
 say "warming up"
 for a in "${arrangements[@]}"; do

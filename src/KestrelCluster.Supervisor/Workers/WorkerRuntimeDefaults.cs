@@ -19,13 +19,18 @@ internal static class WorkerRuntimeDefaults
             return new Dictionary<string, string>();
         }
 
+        var share = Math.Max(1, processors / Math.Max(1, workers));
         var defaults = new Dictionary<string, string>(StringComparer.Ordinal)
         {
+            // Each worker sizes its thread pool, socket engine, Kestrel's I/O queues and spin-waits for the cores
+            // it sees; give it its share of them, so N workers do not each wake and spin threads for the whole
+            // machine (README "Performance", "As a service runs").
+            ["DOTNET_PROCESSOR_COUNT"] = share.ToString(CultureInfo.InvariantCulture),
             // Server GC pins one GC thread per core in every process: N processes fight over the same cores.
             ["DOTNET_GCNoAffinitize"] = "1",
             // Server GC makes one heap (and GC thread) per core in every process; split the cores instead.
             // The runtime reads this value as hexadecimal.
-            ["DOTNET_GCHeapCount"] = Math.Max(1, processors / Math.Max(1, workers)).ToString("X", CultureInfo.InvariantCulture),
+            ["DOTNET_GCHeapCount"] = share.ToString("X", CultureInfo.InvariantCulture),
             // Idle thread-pool threads spin before they sleep; in N processes that spinning burns the cores
             // the other workers need.
             ["DOTNET_ThreadPool_UnfairSemaphoreSpinLimit"] = "0",

@@ -16,6 +16,7 @@ public sealed class WorkerEnvironmentTests(ITestOutputHelper output)
             Assert.Equal("0", environment.GetValueOrDefault("DOTNET_GCNoAffinitize"));
             Assert.Equal("0", environment.GetValueOrDefault("DOTNET_ThreadPool_UnfairSemaphoreSpinLimit"));
             Assert.Equal(Math.Max(1, Environment.ProcessorCount / 2).ToString("X"), environment.GetValueOrDefault("DOTNET_GCHeapCount"));
+            Assert.Equal(Math.Max(1, Environment.ProcessorCount / 2).ToString(), environment.GetValueOrDefault("DOTNET_PROCESSOR_COUNT"));
         }
     }
 

@@ -6,10 +6,11 @@ namespace KestrelCluster.Tests.Workers;
 public sealed class WorkerRuntimeDefaultsTests
 {
     [Fact]
-    public void For_NothingSetByUser_SetsAllThree()
+    public void For_NothingSetByUser_SetsAllFour()
     {
         var defaults = WorkerRuntimeDefaults.For(workers: 2, processors: 2, new Hashtable());
 
+        Assert.Equal("1", defaults["DOTNET_PROCESSOR_COUNT"]);
         Assert.Equal("1", defaults["DOTNET_GCNoAffinitize"]);
         Assert.Equal("1", defaults["DOTNET_GCHeapCount"]);
         Assert.Equal("0", defaults["DOTNET_ThreadPool_UnfairSemaphoreSpinLimit"]);
@@ -22,6 +23,15 @@ public sealed class WorkerRuntimeDefaultsTests
     public void For_HeapCount_SplitsCoresAmongWorkersInHex(int workers, int processors, string expected)
     {
         Assert.Equal(expected, WorkerRuntimeDefaults.For(workers, processors, new Hashtable())["DOTNET_GCHeapCount"]);
+    }
+
+    [Theory]
+    [InlineData(2, 32, "16")]
+    [InlineData(3, 8, "2")]
+    [InlineData(8, 2, "1")]
+    public void For_ProcessorCount_SplitsCoresAmongWorkersInDecimal(int workers, int processors, string expected)
+    {
+        Assert.Equal(expected, WorkerRuntimeDefaults.For(workers, processors, new Hashtable())["DOTNET_PROCESSOR_COUNT"]);
     }
 
     [Fact]
