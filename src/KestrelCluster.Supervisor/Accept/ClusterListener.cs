@@ -17,16 +17,19 @@ internal sealed class ClusterListener : IDisposable
     private const int MaxBatch = FrameLimits.MaxFdsPerFrame;
 
     private readonly Socket _socket;
+    // --balance shared on TCP: a socket per worker slot (the first one is _socket).
+    private readonly ReusePortGroup? _group;
     private Thread? _acceptThread;
     private volatile bool _stopped;
 
-    private ClusterListener(int id, string requested, EndPoint boundEndPoint, Socket socket)
+    private ClusterListener(int id, string requested, EndPoint boundEndPoint, Socket socket, ReusePortGroup? group = null)
     {
         Id = id;
         Requested = requested;
         BoundEndPoint = boundEndPoint;
         BoundText = EndpointText.Format(boundEndPoint);
         _socket = socket;
+        _group = group;
     }
 
     public int Id { get; }
@@ -38,8 +41,19 @@ internal sealed class ClusterListener : IDisposable
 
     public string BoundText { get; }
 
-    // The listening socket's fd, passed to workers in --balance shared.
-    public nint Handle => _socket.SafeHandle.DangerousGetHandle();
+    /// <summary>How new connections are spread over the workers' sockets (--balance shared on TCP), else null.</summary>
+    public string? Steering => _group?.Steering;
+
+    /// <summary>
+    /// The listening socket a worker of this slot accepts on (--balance shared): its slot's own SO_REUSEPORT socket
+    /// for TCP; the one shared socket for a Unix socket (which has no SO_REUSEPORT) or a socket systemd passed.
+    /// </summary>
+    public nint HandleFor(int slot) => _group?.HandleFor(slot) ?? _socket.SafeHandle.DangerousGetHandle();
+
+    /// <summary>Scaling down: see <see cref="ReusePortGroup.Retire"/>. Nothing to do with one shared socket.</summary>
+    public void RetireSlot(int slot, AcceptedHandler handOff) => _group?.Retire(slot, fds => handOff(fds, this));
+
+    public void SlotGone(int slot) => _group?.SlotGone(slot);
 
     /// <summary>A listening socket someone else bound (systemd socket activation).</summary>
     public static ClusterListener Adopt(int id, Socket socket)
@@ -48,8 +62,14 @@ internal sealed class ClusterListener : IDisposable
         return new ClusterListener(id, EndpointText.Format(bound), bound, socket);
     }
 
-    public static ClusterListener Bind(int id, string requested, EndPoint endPoint)
+    public static ClusterListener Bind(int id, string requested, EndPoint endPoint, bool socketPerSlot = false)
     {
+        if (socketPerSlot && endPoint is IPEndPoint)
+        {
+            var first = ReusePortGroup.CreateSocket(endPoint);
+            return new ClusterListener(id, requested, first.LocalEndPoint!, first, new ReusePortGroup(first));
+        }
+
         Socket socket;
         if (endPoint is UnixDomainSocketEndPoint)
         {
@@ -192,6 +212,7 @@ internal sealed class ClusterListener : IDisposable
     public void Dispose()
     {
         Stop();
+        _group?.Dispose();
         _socket.Dispose();
         if (BoundEndPoint is UnixDomainSocketEndPoint unix && !EndpointText.IsAbstract(unix))
         {

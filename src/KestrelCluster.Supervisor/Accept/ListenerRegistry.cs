@@ -15,15 +15,18 @@ internal sealed class ListenerRegistry : IDisposable
     private readonly Lock _lock = new();
     private readonly Dictionary<string, ClusterListener> _byRequest = new(StringComparer.Ordinal);
     private readonly List<ClusterListener> _listeners = [];
-    private readonly AcceptedHandler? _onAccepted;
+    private readonly AcceptedHandler _onAccepted;
     private readonly Action<ClusterListener, int> _onAcceptError;
+    private readonly bool _workersAccept;
     private bool _stopped;
 
-    // onAccepted null: --balance shared, the workers accept on the listening socket themselves.
-    public ListenerRegistry(AcceptedHandler? onAccepted, Action<ClusterListener, int> onAcceptError)
+    // workersAccept: --balance shared, the workers accept on the listening sockets themselves; onAccepted then only
+    // takes what a retired slot's socket still held.
+    public ListenerRegistry(AcceptedHandler onAccepted, Action<ClusterListener, int> onAcceptError, bool workersAccept = false)
     {
         _onAccepted = onAccepted;
         _onAcceptError = onAcceptError;
+        _workersAccept = workersAccept;
     }
 
     public IReadOnlyList<ClusterListener> Snapshot()
@@ -42,7 +45,7 @@ internal sealed class ListenerRegistry : IDisposable
             var listener = ClusterListener.Adopt(_listeners.Count, socket);
             _listeners.Add(listener);
             _byRequest[listener.Requested] = listener;
-            if (_onAccepted is not null)
+            if (!_workersAccept)
             {
                 listener.Start(_onAccepted, _onAcceptError);
             }
@@ -79,7 +82,7 @@ internal sealed class ListenerRegistry : IDisposable
             ClusterListener listener;
             try
             {
-                listener = ClusterListener.Bind(_listeners.Count, requested, endPoint);
+                listener = ClusterListener.Bind(_listeners.Count, requested, endPoint, socketPerSlot: _workersAccept);
             }
             catch (SocketException ex)
             {
@@ -89,12 +92,30 @@ internal sealed class ListenerRegistry : IDisposable
             _listeners.Add(listener);
             _byRequest[requested] = listener;
             created = true;
-            if (_onAccepted is not null)
+            if (!_workersAccept)
             {
                 listener.Start(_onAccepted, _onAcceptError);
             }
 
             return new BindOutcome(listener, SocketError.Success, listener.BoundText);
+        }
+    }
+
+    /// <summary>--balance shared: the slot is scaled away; its sockets' queued connections go to the other workers.</summary>
+    public void RetireSlot(int slot)
+    {
+        foreach (var listener in Snapshot())
+        {
+            listener.RetireSlot(slot, _onAccepted);
+        }
+    }
+
+    /// <summary>--balance shared: a retired slot's worker has exited.</summary>
+    public void SlotGone(int slot)
+    {
+        foreach (var listener in Snapshot())
+        {
+            listener.SlotGone(slot);
         }
     }
 

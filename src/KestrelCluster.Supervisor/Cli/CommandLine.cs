@@ -37,7 +37,7 @@ internal static class CommandLine
           -n, --name <name>       cluster name (default: the app's name)
           --urls <urls>           endpoints for the workers, ';'-separated (sets ASPNETCORE_URLS)
           --balance <mode>        round-robin (default), least-connections, sticky (client address)
-                                  or shared (workers accept on the shared listening socket)
+                                  or shared (each worker accepts on its own listening socket)
           --kill-timeout <s>      drain time before a worker is killed (default 30)
           --ready-timeout <s>     time a new worker has to become ready (default 30)
           --heartbeat-timeout <s> replace a worker silent this long, e.g. a starved thread pool (default 30; 0: off)

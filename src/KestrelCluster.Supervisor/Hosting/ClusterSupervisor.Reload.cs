@@ -164,12 +164,15 @@ internal sealed partial class ClusterSupervisor
             foreach (var slot in active.Skip(workers))
             {
                 slot.Retire();
+                // --balance shared: its sockets take no new connection from here on; the queued ones go to the others.
+                _listeners.RetireSlot(slot.Id);
                 if (slot.Current is { } current)
                 {
                     Drain(current);
                 }
                 else
                 {
+                    _listeners.SlotGone(slot.Id);
                     _slots.Remove(slot);
                 }
             }

@@ -97,7 +97,6 @@ internal sealed partial class ClusterSupervisor : IWorkerSessionHandler, IDispos
         _listeners = new ListenerRegistry(
             options.Balance switch
             {
-                BalanceMode.Shared => null,
                 BalanceMode.Sticky => (fds, listener) =>
                 {
                     _metrics.ConnectionsAccepted(fds.Length);
@@ -115,7 +114,8 @@ internal sealed partial class ClusterSupervisor : IWorkerSessionHandler, IDispos
                     _dispatcher.Dispatch(fds, listener.Id);
                 },
             },
-            OnAcceptError);
+            OnAcceptError,
+            workersAccept: options.Balance == BalanceMode.Shared);
         _slots = Enumerable.Range(0, options.Workers).Select(i => new WorkerSlot(i, Generation)).ToList();
         _channelServer = new ChannelServer(runtimeDirectory.ChannelSocketPath, ClaimToken, OnAdmitted, OnRefused);
         _controlServer = new ControlServer(runtimeDirectory.ControlSocketPath, ExecuteAsync, OnRefused, runtimeDirectory.ControlGroup);
@@ -445,6 +445,7 @@ internal sealed partial class ClusterSupervisor : IWorkerSessionHandler, IDispos
         if (slot.Retiring)
         {
             SupervisorLog.WorkerExited(_logger, instance.SlotId, instance.Pid, exit);
+            _listeners.SlotGone(slot.Id);
             slot.Current = null;
             _slots.Remove(slot);
             StartDueWorkers();
@@ -701,6 +702,10 @@ internal sealed partial class ClusterSupervisor : IWorkerSessionHandler, IDispos
         if (created)
         {
             SupervisorLog.Listening(_logger, outcome.Message);
+            if (outcome.Listener?.Steering is { } steering)
+            {
+                SupervisorLog.SharedSteering(_logger, outcome.Message, steering);
+            }
         }
         else if (outcome.Listener is null && outcome.Error is System.Net.Sockets.SocketError.AddressAlreadyInUse or System.Net.Sockets.SocketError.AccessDenied)
         {

@@ -127,4 +127,7 @@ internal static partial class SupervisorLog
 
     [LoggerMessage(41, LogLevel.Warning, "Worker {WorkerId} (pid {Pid}) ran {Seconds} s and never connected to the supervisor: most likely the app is not using the cluster transport and listens on ports of its own. NativeAOT and trimmed apps run no startup hook (nor does any app with KESTREL_CLUSTER_STARTUP_HOOK=0): add `builder.WebHost.UseClusterTransport();` (package KestrelCluster.Transport) to the app", EventName = "WorkerNeverJoined")]
     public static partial void WorkerNeverJoined(ILogger logger, int workerId, int pid, double seconds);
+
+    [LoggerMessage(42, LogLevel.Information, "Shared balancing on {EndPoint}: a listening socket per worker, new connections spread {Steering}", EventName = "SharedSteering")]
+    public static partial void SharedSteering(ILogger logger, string endPoint, string steering);
 }

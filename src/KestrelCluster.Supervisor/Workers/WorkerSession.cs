@@ -253,8 +253,8 @@ internal sealed class WorkerSession : DispatchTarget, IDisposable
         writer.WriteString(text);
         if (_passListeningSockets && outcome.Listener is { } listener)
         {
-            // --balance shared: the worker accepts on this very socket (the kernel duplicates the fd into it).
-            _socket.Send(writer.Written, [(int)listener.Handle]);
+            // --balance shared: the worker accepts on its slot's socket (the kernel duplicates the fd into it).
+            _socket.Send(writer.Written, [(int)listener.HandleFor(Id)]);
             return;
         }
 

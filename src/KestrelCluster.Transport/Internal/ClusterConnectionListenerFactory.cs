@@ -48,18 +48,18 @@ internal sealed class ClusterConnectionListenerFactory(
             throw new IOException($"The kestrel-cluster supervisor answered an unreadable endpoint for {endpoint}.");
         }
 
+        var listener = new ClusterConnectionListener(result.ListenerId, bound, channel, new SocketConnectionContextFactory(CreateFactoryOptions(), _socketsLogger));
         if (result.ListenFd >= 0)
         {
-            return await BindSharedAsync(endpoint, bound, result.ListenFd, cancellationToken).ConfigureAwait(false);
+            return await BindSharedAsync(endpoint, bound, result.ListenFd, listener, cancellationToken).ConfigureAwait(false);
         }
 
-        var listener = new ClusterConnectionListener(result.ListenerId, bound, channel, new SocketConnectionContextFactory(CreateFactoryOptions(), _socketsLogger));
         channel.Register(listener);
         ClusterTransportLog.Bound(_logger, endpoint, bound);
         return listener;
     }
 
-    private async ValueTask<IConnectionListener> BindSharedAsync(EndPoint requested, EndPoint bound, int listenFd, CancellationToken cancellationToken)
+    private async ValueTask<IConnectionListener> BindSharedAsync(EndPoint requested, EndPoint bound, int listenFd, ClusterConnectionListener passed, CancellationToken cancellationToken)
     {
         IConnectionListener inner;
         try
@@ -70,11 +70,14 @@ internal sealed class ClusterConnectionListenerFactory(
         catch
         {
             ChannelSocket.CloseAll([listenFd]);
+            await passed.DisposeAsync().ConfigureAwait(false);
             throw;
         }
 
+        // The supervisor also passes connections: those still queued in a scaled-away worker's socket.
+        channel.Register(passed);
         ClusterTransportLog.Bound(_logger, requested, bound);
-        return new SharedSocketListener(inner, bound, listenFd, channel);
+        return new SharedSocketListener(inner, passed, bound, listenFd, channel);
     }
 
     // Honour the app's own socket transport settings (UseSockets(o => ...)) for passed connections too.
