@@ -6,6 +6,7 @@ using KestrelCluster.Supervisor.Admin;
 using KestrelCluster.Supervisor.Cli;
 using KestrelCluster.Supervisor.Control;
 using KestrelCluster.Supervisor.Distribution;
+using KestrelCluster.Supervisor.Upgrade;
 using KestrelCluster.Supervisor.Workers;
 using Microsoft.Extensions.Logging;
 
@@ -36,6 +37,8 @@ internal sealed partial class ClusterSupervisor : IWorkerSessionHandler, IDispos
     private readonly Channel<SupervisorEvent> _events = Channel.CreateUnbounded<SupervisorEvent>(new UnboundedChannelOptions { SingleReader = true });
     private readonly Dispatcher _dispatcher;
     private readonly ListenerRegistry _listeners;
+    private readonly AcceptedHandler? _onAccepted;
+    private readonly RuntimeDirectory _runtimeDirectory;
     private readonly ChannelServer _channelServer;
     private readonly List<WorkerSlot> _slots;
     private readonly ControlServer _controlServer;
@@ -76,8 +79,12 @@ internal sealed partial class ClusterSupervisor : IWorkerSessionHandler, IDispos
         Func<long>? clock = null,
         bool manualTicks = false,
         int? maxConcurrentStarts = null,
-        IAppPublisher? publisher = null)
+        IAppPublisher? publisher = null,
+        UpgradeHandover? handover = null)
     {
+        _handover = handover;
+        _runtimeDirectory = runtimeDirectory;
+        Generation = handover?.Generation ?? 1;
         _options = options;
         _command = command;
         _commands[Generation] = command;
@@ -94,8 +101,7 @@ internal sealed partial class ClusterSupervisor : IWorkerSessionHandler, IDispos
             window: options.Balance == BalanceMode.Sticky ? Dispatcher.StickyWindow : Dispatcher.DefaultWindow,
             balance: options.Balance);
         _metrics = new ClusterMetrics(_dispatcher);
-        _listeners = new ListenerRegistry(
-            options.Balance switch
+        _onAccepted = options.Balance switch
             {
                 BalanceMode.Shared => null,
                 BalanceMode.Sticky => (fds, listener) =>
@@ -114,8 +120,8 @@ internal sealed partial class ClusterSupervisor : IWorkerSessionHandler, IDispos
                     _metrics.ConnectionsAccepted(fds.Length);
                     _dispatcher.Dispatch(fds, listener.Id);
                 },
-            },
-            OnAcceptError);
+            };
+        _listeners = new ListenerRegistry(_onAccepted, OnAcceptError);
         _slots = Enumerable.Range(0, options.Workers).Select(i => new WorkerSlot(i, Generation)).ToList();
         _channelServer = new ChannelServer(runtimeDirectory.ChannelSocketPath, ClaimToken, OnAdmitted, OnRefused);
         _controlServer = new ControlServer(runtimeDirectory.ControlSocketPath, ExecuteAsync, OnRefused, runtimeDirectory.ControlGroup);
@@ -143,6 +149,8 @@ internal sealed partial class ClusterSupervisor : IWorkerSessionHandler, IDispos
         {
             SupervisorLog.AdoptedSocket(_logger, _listeners.Adopt(socket).BoundText);
         }
+
+        AdoptHandedOverListeners();
 
         if (_options.AdminUrls is { } adminUrls)
         {
@@ -249,6 +257,12 @@ internal sealed partial class ClusterSupervisor : IWorkerSessionHandler, IDispos
                 break;
             case PublishCompleted published:
                 OnPublishCompleted(published.Result);
+                break;
+            case UpgradeReported upgrade:
+                OnUpgradeReported(upgrade);
+                break;
+            case UpgradeTakeOver:
+                OnUpgradeTakeOver();
                 break;
         }
     }
@@ -372,6 +386,7 @@ internal sealed partial class ClusterSupervisor : IWorkerSessionHandler, IDispos
             _announcedAllReady = true;
             SupervisorLog.AllReady(_logger, _slots.Count);
             _systemd?.Notify($"READY=1\nSTATUS={_slots.Count} workers ready");
+            OnAllReadyForUpgrade();
         }
 
         StartDueWorkers();
@@ -496,6 +511,7 @@ internal sealed partial class ClusterSupervisor : IWorkerSessionHandler, IDispos
         var now = Now;
         PingWatchdog(now);
         PublishStatus();
+        ForwardWaitingConnections();
         ExpireWaitingConnections();
         if (_stopPhase != StopPhase.None)
         {
@@ -732,8 +748,19 @@ internal sealed partial class ClusterSupervisor : IWorkerSessionHandler, IDispos
         _publishCancellation.Cancel();
         _publishCancellation.Dispose();
         _systemd?.Dispose();
+        _upgrade?.Dispose();
+        _handover?.Dispose();
         _metrics.Dispose();
-        _controlServer.Dispose();
+        if (_upgrade is { HasTakenOver: true })
+        {
+            // Its path names the new supervisor's control socket now, and disposing ours would unlink it.
+            HandedOverSockets.Keep(_controlServer);
+        }
+        else
+        {
+            _controlServer.Dispose();
+        }
+
         _channelServer.Dispose();
         _listeners.Dispose();
         _dispatcher.Close();
