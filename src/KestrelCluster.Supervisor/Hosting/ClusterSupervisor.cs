@@ -145,9 +145,9 @@ internal sealed partial class ClusterSupervisor : IWorkerSessionHandler, IDispos
     {
         _channelServer.Start();
         _controlServer.Start();
-        foreach (var socket in SystemdSockets.Take())
+        foreach (var (socket, requested) in SystemdSockets.TakeNamed())
         {
-            SupervisorLog.AdoptedSocket(_logger, _listeners.Adopt(socket).BoundText);
+            SupervisorLog.AdoptedSocket(_logger, _listeners.Adopt(socket, requested).BoundText);
         }
 
         AdoptHandedOverListeners();
@@ -717,6 +717,7 @@ internal sealed partial class ClusterSupervisor : IWorkerSessionHandler, IDispos
         if (created)
         {
             SupervisorLog.Listening(_logger, outcome.Message);
+            _systemd?.StoreListener(requested, (int)outcome.Listener!.Handle);
         }
         else if (outcome.Listener is null && outcome.Error is System.Net.Sockets.SocketError.AddressAlreadyInUse or System.Net.Sockets.SocketError.AccessDenied)
         {
