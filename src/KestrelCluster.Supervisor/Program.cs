@@ -6,6 +6,7 @@ using KestrelCluster.Supervisor.Cli;
 using KestrelCluster.Supervisor.Control;
 using KestrelCluster.Supervisor.Hosting;
 using KestrelCluster.Supervisor.Output;
+using KestrelCluster.Supervisor.Upgrade;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Console;
 
@@ -15,8 +16,42 @@ internal static class Program
 {
     private const int UsageError = 2;
     private const int RunFailed = 1;
+    // Raw signal numbers are allowed by PosixSignalRegistration; SIGUSR2 has no named PosixSignal.
+    private const PosixSignal Sigusr2 = (PosixSignal)12;
 
     public static async Task<int> Main(string[] args)
+    {
+        UpgradeHandover? handover;
+        try
+        {
+            handover = await UpgradeHandover.ConnectFromEnvironmentAsync().ConfigureAwait(false);
+        }
+        catch (IOException ex)
+        {
+            return Error(ex.Message, RunFailed);
+        }
+
+        if (handover is null)
+        {
+            return await MainAsync(args, null).ConfigureAwait(false);
+        }
+
+        // Started by `kestrel-cluster upgrade`: whatever makes this run fail is the reason the upgrade reports.
+        var errors = new LastErrorWriter(Console.Error);
+        Console.SetError(errors);
+        using (handover)
+        {
+            var exitCode = await MainAsync(args, handover).ConfigureAwait(false);
+            if (exitCode != 0)
+            {
+                handover.SendFailed(errors.LastError ?? $"the new supervisor exited with code {exitCode}");
+            }
+
+            return exitCode;
+        }
+    }
+
+    private static async Task<int> MainAsync(string[] args, UpgradeHandover? handover)
     {
         ParsedCommand command;
         try
@@ -37,7 +72,7 @@ internal static class Program
                 Console.Out.WriteLine(typeof(Program).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "unknown");
                 return 0;
             case RunCommand run:
-                return await RunAsync(run.Options).ConfigureAwait(false);
+                return await RunAsync(run.Options, handover).ConfigureAwait(false);
             case ControlVerb verb:
                 return await ControlAsync(verb).ConfigureAwait(false);
             default:
@@ -45,7 +80,7 @@ internal static class Program
         }
     }
 
-    private static async Task<int> RunAsync(RunOptions options)
+    private static async Task<int> RunAsync(RunOptions options, UpgradeHandover? handover)
     {
         if (!OperatingSystem.IsLinux())
         {
@@ -90,11 +125,17 @@ internal static class Program
             context.Cancel = true;
             host?.RequestReload("SIGHUP");
         });
+        // nginx's and unicorn's signal for a binary upgrade.
+        using var sigusr2 = PosixSignalRegistration.Create(Sigusr2, context =>
+        {
+            context.Cancel = true;
+            host?.RequestUpgrade("SIGUSR2");
+        });
 
         try
         {
             RunSettings.ApplyLayers(options, Environment.GetEnvironmentVariable, AppFolder(options));
-            host = await ClusterHost.StartAsync(options, loggerFactory, stdout, Console.Error, stopping.Token).ConfigureAwait(false);
+            host = await ClusterHost.StartAsync(options, loggerFactory, stdout, Console.Error, stopping.Token, handover: handover).ConfigureAwait(false);
         }
         catch (CommandLineException ex)
         {
@@ -117,7 +158,7 @@ internal static class Program
         ControlResponse response;
         try
         {
-            response = await ControlClient.SendAsync(verb.Name, verb.Owner, new ControlRequest(verb.Verb, verb.Workers, verb.Target, verb.Payload), timeout).ConfigureAwait(false);
+            response = await ControlClient.SendAsync(verb.Name, verb.Owner, new ControlRequest(verb.Verb, verb.Workers, verb.Target, verb.Payload, verb.To, verb.Arguments), timeout).ConfigureAwait(false);
         }
         catch (CommandLineException ex)
         {

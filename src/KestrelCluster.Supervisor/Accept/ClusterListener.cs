@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Sockets;
 using KestrelCluster.Interop;
 using KestrelCluster.Protocol;
+using KestrelCluster.Supervisor.Upgrade;
 
 namespace KestrelCluster.Supervisor.Accept;
 
@@ -16,11 +17,16 @@ internal sealed class ClusterListener : IDisposable
     private const int Backlog = 4096;
     private const int MaxBatch = FrameLimits.MaxFdsPerFrame;
 
+    // How long an idle accept thread sleeps before it looks whether it was released (upgrade handover).
+    private const int ReleaseCheckMilliseconds = 200;
+
     private readonly Socket _socket;
     // --balance shared on TCP: a socket per worker slot (the first one is _socket).
     private readonly ReusePortGroup? _group;
     private Thread? _acceptThread;
     private volatile bool _stopped;
+    // The socket is another supervisor's too (upgrade handover): never shut it down or unlink its file.
+    private volatile bool _released;
 
     private ClusterListener(int id, string requested, EndPoint boundEndPoint, Socket socket, ReusePortGroup? group = null)
     {
@@ -41,6 +47,9 @@ internal sealed class ClusterListener : IDisposable
 
     public string BoundText { get; }
 
+    /// <summary>The listening socket's fd (the first of a shared group): what an upgrade hands over and systemd's fd store keeps.</summary>
+    public nint Handle => _socket.SafeHandle.DangerousGetHandle();
+
     /// <summary>How new connections are spread over the workers' sockets (--balance shared on TCP), else null.</summary>
     public string? Steering => _group?.Steering;
 
@@ -55,12 +64,19 @@ internal sealed class ClusterListener : IDisposable
 
     public void SlotGone(int slot) => _group?.SlotGone(slot);
 
-    /// <summary>A listening socket someone else bound (systemd socket activation).</summary>
-    public static ClusterListener Adopt(int id, Socket socket)
+    /// <summary>A listening socket someone else bound (systemd socket activation, fd store, an upgrade handover).</summary>
+    /// <param name="requested">The endpoint the app asked for when it was bound ("127.0.0.1:0"), if known.</param>
+    /// <param name="released">Still another supervisor's (upgrade): not shut down or unlinked until <see cref="Claim"/>.</param>
+    public static ClusterListener Adopt(int id, Socket socket, string? requested = null, bool released = false)
     {
         var bound = socket.LocalEndPoint!;
-        return new ClusterListener(id, EndpointText.Format(bound), bound, socket);
+        return new ClusterListener(id, requested ?? EndpointText.Format(bound), bound, socket) { _released = released };
     }
+
+    public bool IsAccepting => _acceptThread is not null && !_stopped;
+
+    /// <summary>This supervisor alone serves the socket now (it took over in an upgrade).</summary>
+    public void Claim() => _released = false;
 
     public static ClusterListener Bind(int id, string requested, EndPoint endPoint, bool socketPerSlot = false)
     {
@@ -167,7 +183,18 @@ internal sealed class ClusterListener : IDisposable
     private static void WaitForConnection(nint handle)
     {
         var poll = new Libc.PollFd { Fd = (int)handle, Events = Libc.POLLIN };
-        _ = Libc.Poll(ref poll, 1, -1);
+        _ = Libc.Poll(ref poll, 1, ReleaseCheckMilliseconds);
+    }
+
+    /// <summary>
+    /// Stops accepting but leaves the socket listening for the supervisor it was handed to (upgrade): connections
+    /// arriving meanwhile wait in the kernel's backlog for it. Returns once this process accepts no more.
+    /// </summary>
+    public void Release()
+    {
+        _released = true;
+        _stopped = true;
+        _acceptThread?.Join(TimeSpan.FromSeconds(5));
     }
 
     // Stops accepting; connections still in the kernel backlog are reset when the socket closes.
@@ -179,7 +206,7 @@ internal sealed class ClusterListener : IDisposable
         }
 
         _stopped = true;
-        if (_acceptThread is null)
+        if (_acceptThread is null || _released)
         {
             // Shared with workers that accept on it: shutdown() would stop it under their feet (and make their
             // accept loops spin on EINVAL); they stop accepting when they unbind, and close() releases our copy.
@@ -213,6 +240,14 @@ internal sealed class ClusterListener : IDisposable
     {
         Stop();
         _group?.Dispose();
+        if (_released)
+        {
+            // Disposing a Unix socket this process bound unlinks its path, which is the successor's now: the fd is
+            // left for the process's exit to close.
+            HandedOverSockets.Keep(_socket);
+            return;
+        }
+
         _socket.Dispose();
         if (BoundEndPoint is UnixDomainSocketEndPoint unix && !EndpointText.IsAbstract(unix))
         {

@@ -37,20 +37,55 @@ internal sealed class ListenerRegistry : IDisposable
         }
     }
 
-    /// <summary>Takes a listening socket passed in (socket activation): a worker asking for its address gets it.</summary>
-    public ClusterListener Adopt(System.Net.Sockets.Socket socket)
+    /// <summary>
+    /// Takes a listening socket passed in (socket activation, fd store, upgrade): a worker asking for its address, or
+    /// for <paramref name="requested"/>, gets it. A <paramref name="released"/> one accepts only after <see cref="Claim"/>.
+    /// </summary>
+    public ClusterListener Adopt(System.Net.Sockets.Socket socket, string? requested = null, bool released = false)
     {
         lock (_lock)
         {
-            var listener = ClusterListener.Adopt(_listeners.Count, socket);
+            var listener = ClusterListener.Adopt(_listeners.Count, socket, requested, released);
             _listeners.Add(listener);
             _byRequest[listener.Requested] = listener;
-            if (!_workersAccept)
+            if (!_workersAccept && !released)
             {
                 listener.Start(_onAccepted, _onAcceptError);
             }
 
             return listener;
+        }
+    }
+
+    /// <summary>Upgrade, new supervisor: the old one has stopped accepting (or is about to); accept on every listener.</summary>
+    public void Claim()
+    {
+        lock (_lock)
+        {
+            foreach (var listener in _listeners)
+            {
+                listener.Claim();
+                if (!_workersAccept && !listener.IsAccepting && !_stopped)
+                {
+                    listener.Start(_onAccepted, _onAcceptError);
+                }
+            }
+        }
+    }
+
+    /// <summary>Upgrade, old supervisor: stop accepting but keep every socket listening for the new one.</summary>
+    public void Release()
+    {
+        List<ClusterListener> listeners;
+        lock (_lock)
+        {
+            _stopped = true;
+            listeners = [.. _listeners];
+        }
+
+        foreach (var listener in listeners)
+        {
+            listener.Release();
         }
     }
 

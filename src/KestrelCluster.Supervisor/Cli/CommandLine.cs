@@ -13,7 +13,8 @@ internal sealed record RunCommand(RunOptions Options) : ParsedCommand;
 
 // list, reload, scale, stop: sent to a running cluster over its control socket.
 // Owner: the uid the cluster runs as (--user), when it is not the caller's.
-internal sealed record ControlVerb(string Verb, string? Name, int? Workers = null, bool Json = false, string? Target = null, string? Payload = null, uint? Owner = null) : ParsedCommand;
+// To, Arguments: upgrade's --to and the `run` arguments after '--'.
+internal sealed record ControlVerb(string Verb, string? Name, int? Workers = null, bool Json = false, string? Target = null, string? Payload = null, uint? Owner = null, string? To = null, IReadOnlyList<string>? Arguments = null) : ParsedCommand;
 
 // Parses the kestrel-cluster command line. Every mistake is one CommandLineException with a message
 // that names the offending word, so the user sees a single clear line.
@@ -57,6 +58,11 @@ internal static class CommandLine
           scale  <N> [-n name]        run N workers (scaling down drains the extra ones)
           stop   [-n name]            drain every worker and exit
           send   <id|all> <json> [-n name]  deliver a JSON message to one worker or all (IClusterWorker)
+          upgrade [-n name] [--to <path>] [-- <run options>]
+                                      replace the supervisor itself (the one now on disk, or --to) without
+                                      closing a port: it gets the listening sockets, starts its workers and
+                                      takes over once they are ready; then this one drains and exits. Without
+                                      run options it runs with the current ones. Also SIGUSR2. Refused as PID 1
                                       (-n may be left out while only one cluster runs)
           --user <user|uid>           with any of these: the cluster's user when it is not yours (a unit's User=);
                                       root also finds other users' clusters without it
@@ -79,7 +85,7 @@ internal static class CommandLine
             "-h" or "--help" or "help" => new HelpCommand(Usage),
             "--version" => new VersionCommand(),
             "run" => ParseRun(args.Skip(1).ToList()),
-            "list" or "reload" or "scale" or "stop" or "send" => ParseControl(args[0], args.Skip(1).ToList()),
+            "list" or "reload" or "scale" or "stop" or "send" or "upgrade" => ParseControl(args[0], args.Skip(1).ToList()),
             var other when other.StartsWith('-') => throw new CommandLineException($"unknown option '{other}'. Try 'kestrel-cluster --help'."),
             var other => throw new CommandLineException($"unknown command '{other}'. Try 'kestrel-cluster --help'."),
         };
@@ -163,6 +169,8 @@ internal static class CommandLine
         uint? owner = null;
         int? workers = null;
         var json = false;
+        string? to = null;
+        IReadOnlyList<string>? arguments = null;
         var positional = new List<string>();
         for (var i = 0; i < args.Count; i++)
         {
@@ -179,6 +187,14 @@ internal static class CommandLine
                     break;
                 case "--json" when verb == "list":
                     json = true;
+                    break;
+                case "--to" when verb == "upgrade":
+                    // Resolved here: the supervisor's working folder is not the caller's.
+                    to = i + 1 < args.Count && args[i + 1].Length > 0 ? Path.GetFullPath(args[++i]) : throw new CommandLineException($"option '{arg}' needs a value.");
+                    break;
+                case "--" when verb == "upgrade":
+                    arguments = args[(i + 1)..];
+                    i = args.Count;
                     break;
                 default:
                     if (verb == "scale" && workers is null && !arg.StartsWith('-'))
@@ -229,7 +245,7 @@ internal static class CommandLine
             return new ControlVerb(verb, name, Target: positional[0], Payload: positional[1], Owner: owner);
         }
 
-        return new ControlVerb(verb, name, workers, json, Owner: owner);
+        return new ControlVerb(verb, name, workers, json, Owner: owner, To: to, Arguments: arguments);
     }
 
     internal static int ParseWorkers(string value)

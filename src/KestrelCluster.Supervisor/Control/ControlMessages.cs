@@ -4,7 +4,8 @@ using System.Text.Json.Serialization;
 namespace KestrelCluster.Supervisor.Control;
 
 // The control socket's protocol: one JSON request per connection, one JSON response (SOCK_SEQPACKET messages).
-internal sealed record ControlRequest(string Command, int? Workers = null, string? Target = null, string? Payload = null);
+// Upgrade: To, the supervisor to start (null: the one on disk now); Arguments, its `run` arguments (null: the running one's).
+internal sealed record ControlRequest(string Command, int? Workers = null, string? Target = null, string? Payload = null, string? To = null, IReadOnlyList<string>? Arguments = null);
 
 internal sealed record ControlResponse(bool Ok, string Message, IReadOnlyList<WorkerRow>? Workers = null, SupervisorRow? Supervisor = null)
 {
@@ -44,4 +45,5 @@ internal static class ControlCommands
     public const string Scale = "scale";
     public const string Stop = "stop";
     public const string Send = "send";
+    public const string Upgrade = "upgrade";
 }

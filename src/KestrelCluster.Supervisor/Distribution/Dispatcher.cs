@@ -255,6 +255,18 @@ internal sealed class Dispatcher
         }
     }
 
+    /// <summary>Upgrade: takes out every connection still waiting for a worker, for the new supervisor; the caller owns the fds.</summary>
+    public IReadOnlyList<(int Fd, int ListenerId)> TakeWaiting()
+    {
+        lock (_gate)
+        {
+            var taken = _waiting.Select(h => (h.Fd, h.ListenerId)).ToList();
+            _waiting.Clear();
+            Monitor.PulseAll(_gate);
+            return taken;
+        }
+    }
+
     /// <summary>At shutdown: closes everything still waiting and refuses new connections.</summary>
     public int Close()
     {

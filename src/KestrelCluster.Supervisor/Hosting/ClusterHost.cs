@@ -54,13 +54,17 @@ internal sealed class ClusterHost : IAsyncDisposable
         TextWriter error,
         CancellationToken cancellationToken,
         WorkerCommand? command = null,
-        string? runtimeRoot = null)
+        string? runtimeRoot = null,
+        Upgrade.UpgradeHandover? handover = null)
     {
         var project = command is null && options.Command.Count == 0 ? WorkerCommand.FindProject(options) : null;
         command ??= project is null ? WorkerCommand.ForCommand(options) : null;
         var appName = command?.AppName ?? Path.GetFileNameWithoutExtension(project!);
         // Created first: it refuses a second cluster of the same name before its publish folder is touched.
-        var runtimeDirectory = RuntimeDirectory.Create(options.Name ?? SafeName(appName), runtimeRoot, options.ControlGroup);
+        // An upgrade's supervisor keeps the cluster's name and folder: `list` and `stop` find it where they found the old one.
+        var runtimeDirectory = handover is null
+            ? RuntimeDirectory.Create(options.Name ?? SafeName(appName), runtimeRoot, options.ControlGroup)
+            : RuntimeDirectory.OpenForUpgrade(handover.ClusterName, runtimeRoot, options.ControlGroup);
         ProjectPublisher? publisher = null;
         ClusterSupervisor supervisor;
         try
@@ -69,7 +73,7 @@ internal sealed class ClusterHost : IAsyncDisposable
             {
                 publisher = new ProjectPublisher(project, Path.Combine(runtimeDirectory.Path, PublishFolderName), WorkerCommand.RuntimeDefaultsFor(options));
                 await error.WriteLineAsync($"kestrel-cluster: publishing {project} (Release)").ConfigureAwait(false);
-                var first = await publisher.PublishAsync(1, cancellationToken).ConfigureAwait(false);
+                var first = await publisher.PublishAsync(handover?.Generation ?? 1, cancellationToken).ConfigureAwait(false);
                 if (first.Command is null)
                 {
                     await error.WriteAsync(first.Output).ConfigureAwait(false);
@@ -80,7 +84,7 @@ internal sealed class ClusterHost : IAsyncDisposable
             }
 
             cancellationToken.ThrowIfCancellationRequested();
-            supervisor = new ClusterSupervisor(options, command!, runtimeDirectory, loggerFactory.CreateLogger("kestrel-cluster"), output, error, publisher: publisher);
+            supervisor = new ClusterSupervisor(options, command!, runtimeDirectory, loggerFactory.CreateLogger("kestrel-cluster"), output, error, publisher: publisher, handover: handover);
         }
         catch
         {
@@ -98,6 +102,8 @@ internal sealed class ClusterHost : IAsyncDisposable
     public void RequestStop(string reason) => _supervisor.RequestStop(reason);
 
     public void RequestReload(string reason) => _supervisor.RequestReload(reason);
+
+    public void RequestUpgrade(string reason) => _supervisor.RequestUpgrade(reason);
 
     /// <summary>A control request (list, reload, scale, stop) through the supervisor loop, as the control socket sends it.</summary>
     public async Task<ControlResponse> SendAsync(ControlRequest request, CancellationToken cancellationToken)

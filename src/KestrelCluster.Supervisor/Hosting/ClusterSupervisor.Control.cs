@@ -54,6 +54,9 @@ internal sealed partial class ClusterSupervisor
             case ControlCommands.Send:
                 waiter?.TrySetResult(SendFromCli(request));
                 break;
+            case ControlCommands.Upgrade:
+                StartUpgrade(request, waiter, command.Source);
+                break;
             case ControlCommands.Scale:
                 waiter?.TrySetResult(ControlResponse.Failure($"scale needs a number of workers from 1 to {CommandLine.MaxWorkers}"));
                 break;

@@ -9,6 +9,7 @@ internal sealed partial class ClusterSupervisor
     // A reload or scale in progress when the cluster stops (or fails) will never finish: answer its waiters now.
     private void AbandonPendingOperations(string reason)
     {
+        FailUpgrade(reason);
         var waiters = (_reload?.Waiters ?? [])
             .Concat(_publish?.Waiters ?? [])
             .Concat(_published?.Publish.Waiters ?? [])
@@ -28,7 +29,8 @@ internal sealed partial class ClusterSupervisor
         }
     }
 
-    private void BeginStop(string reason)
+    // handedOver: an upgrade's new supervisor is systemd's main process now; our STOPPING=1 would be about it.
+    private void BeginStop(string reason, bool handedOver = false)
     {
         if (_stopPhase != StopPhase.None)
         {
@@ -36,7 +38,11 @@ internal sealed partial class ClusterSupervisor
         }
 
         _stopping = true;
-        _systemd?.Notify($"STOPPING=1\nSTATUS=stopping ({reason})");
+        if (!handedOver)
+        {
+            _systemd?.Notify($"STOPPING=1\nSTATUS=stopping ({reason})");
+        }
+
         SupervisorLog.Stopping(_logger, reason, _options.KillTimeout.TotalSeconds);
         AbandonPendingOperations($"the cluster is stopping ({reason})");
         _listeners.StopAccepting();
@@ -47,6 +53,7 @@ internal sealed partial class ClusterSupervisor
 
     private void DrainAll()
     {
+        ForwardWaitingConnections();
         var closed = _dispatcher.Close();
         if (closed > 0)
         {

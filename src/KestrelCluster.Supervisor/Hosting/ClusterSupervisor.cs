@@ -6,6 +6,7 @@ using KestrelCluster.Supervisor.Admin;
 using KestrelCluster.Supervisor.Cli;
 using KestrelCluster.Supervisor.Control;
 using KestrelCluster.Supervisor.Distribution;
+using KestrelCluster.Supervisor.Upgrade;
 using KestrelCluster.Supervisor.Workers;
 using Microsoft.Extensions.Logging;
 
@@ -36,6 +37,8 @@ internal sealed partial class ClusterSupervisor : IWorkerSessionHandler, IDispos
     private readonly Channel<SupervisorEvent> _events = Channel.CreateUnbounded<SupervisorEvent>(new UnboundedChannelOptions { SingleReader = true });
     private readonly Dispatcher _dispatcher;
     private readonly ListenerRegistry _listeners;
+    private readonly AcceptedHandler? _onAccepted;
+    private readonly RuntimeDirectory _runtimeDirectory;
     private readonly ChannelServer _channelServer;
     private readonly List<WorkerSlot> _slots;
     private readonly ControlServer _controlServer;
@@ -76,8 +79,12 @@ internal sealed partial class ClusterSupervisor : IWorkerSessionHandler, IDispos
         Func<long>? clock = null,
         bool manualTicks = false,
         int? maxConcurrentStarts = null,
-        IAppPublisher? publisher = null)
+        IAppPublisher? publisher = null,
+        UpgradeHandover? handover = null)
     {
+        _handover = handover;
+        _runtimeDirectory = runtimeDirectory;
+        Generation = handover?.Generation ?? 1;
         _options = options;
         _command = command;
         _commands[Generation] = command;
@@ -94,8 +101,7 @@ internal sealed partial class ClusterSupervisor : IWorkerSessionHandler, IDispos
             window: options.Balance == BalanceMode.Sticky ? Dispatcher.StickyWindow : Dispatcher.DefaultWindow,
             balance: options.Balance);
         _metrics = new ClusterMetrics(_dispatcher);
-        _listeners = new ListenerRegistry(
-            options.Balance switch
+        _onAccepted = options.Balance switch
             {
                 BalanceMode.Sticky => (fds, listener) =>
                 {
@@ -113,9 +119,8 @@ internal sealed partial class ClusterSupervisor : IWorkerSessionHandler, IDispos
                     _metrics.ConnectionsAccepted(fds.Length);
                     _dispatcher.Dispatch(fds, listener.Id);
                 },
-            },
-            OnAcceptError,
-            workersAccept: options.Balance == BalanceMode.Shared);
+            };
+        _listeners = new ListenerRegistry(_onAccepted, OnAcceptError, workersAccept: options.Balance == BalanceMode.Shared);
         _slots = Enumerable.Range(0, options.Workers).Select(i => new WorkerSlot(i, Generation)).ToList();
         _channelServer = new ChannelServer(runtimeDirectory.ChannelSocketPath, ClaimToken, OnAdmitted, OnRefused);
         _controlServer = new ControlServer(runtimeDirectory.ControlSocketPath, ExecuteAsync, OnRefused, runtimeDirectory.ControlGroup);
@@ -139,10 +144,12 @@ internal sealed partial class ClusterSupervisor : IWorkerSessionHandler, IDispos
     {
         _channelServer.Start();
         _controlServer.Start();
-        foreach (var socket in SystemdSockets.Take())
+        foreach (var (socket, requested) in SystemdSockets.TakeNamed())
         {
-            SupervisorLog.AdoptedSocket(_logger, _listeners.Adopt(socket).BoundText);
+            SupervisorLog.AdoptedSocket(_logger, _listeners.Adopt(socket, requested).BoundText);
         }
+
+        AdoptHandedOverListeners();
 
         if (_options.AdminUrls is { } adminUrls)
         {
@@ -249,6 +256,12 @@ internal sealed partial class ClusterSupervisor : IWorkerSessionHandler, IDispos
                 break;
             case PublishCompleted published:
                 OnPublishCompleted(published.Result);
+                break;
+            case UpgradeReported upgrade:
+                OnUpgradeReported(upgrade);
+                break;
+            case UpgradeTakeOver:
+                OnUpgradeTakeOver();
                 break;
         }
     }
@@ -372,6 +385,7 @@ internal sealed partial class ClusterSupervisor : IWorkerSessionHandler, IDispos
             _announcedAllReady = true;
             SupervisorLog.AllReady(_logger, _slots.Count);
             _systemd?.Notify($"READY=1\nSTATUS={_slots.Count} workers ready");
+            OnAllReadyForUpgrade();
         }
 
         StartDueWorkers();
@@ -497,6 +511,7 @@ internal sealed partial class ClusterSupervisor : IWorkerSessionHandler, IDispos
         var now = Now;
         PingWatchdog(now);
         PublishStatus();
+        ForwardWaitingConnections();
         ExpireWaitingConnections();
         if (_stopPhase != StopPhase.None)
         {
@@ -702,6 +717,7 @@ internal sealed partial class ClusterSupervisor : IWorkerSessionHandler, IDispos
         if (created)
         {
             SupervisorLog.Listening(_logger, outcome.Message);
+            _systemd?.StoreListener(requested, (int)outcome.Listener!.Handle);
             if (outcome.Listener?.Steering is { } steering)
             {
                 SupervisorLog.SharedSteering(_logger, outcome.Message, steering);
@@ -737,8 +753,19 @@ internal sealed partial class ClusterSupervisor : IWorkerSessionHandler, IDispos
         _publishCancellation.Cancel();
         _publishCancellation.Dispose();
         _systemd?.Dispose();
+        _upgrade?.Dispose();
+        _handover?.Dispose();
         _metrics.Dispose();
-        _controlServer.Dispose();
+        if (_upgrade is { HasTakenOver: true })
+        {
+            // Its path names the new supervisor's control socket now, and disposing ours would unlink it.
+            HandedOverSockets.Keep(_controlServer);
+        }
+        else
+        {
+            _controlServer.Dispose();
+        }
+
         _channelServer.Dispose();
         _listeners.Dispose();
         _dispatcher.Close();

@@ -22,20 +22,28 @@ internal sealed class RuntimeDirectory : IDisposable
     private const string PidFileName = "supervisor.pid";
     private const string DataProtectionKeysName = "keys";
 
-    private RuntimeDirectory(string path, uint? controlGroup)
+    private RuntimeDirectory(string path, uint? controlGroup, string? suffix = null)
     {
         Path = path;
         ControlGroup = controlGroup;
+        // A supervisor started by an upgrade shares the folder with the one it replaces: its own sockets get its
+        // pid in their names until it takes over the control socket's well-known name.
+        ChannelSocketPath = System.IO.Path.Combine(Path, suffix is null ? ChannelSocketName : $"channel-{suffix}.sock");
+        ControlSocketPath = System.IO.Path.Combine(Path, suffix is null ? ControlSocketName : $"control-{suffix}.sock");
+        _ownsSharedFiles = suffix is null;
     }
+
+    // The control socket, pid file, keys and folder: the supervisor serving the cluster's name owns them.
+    private bool _ownsSharedFiles;
 
     public string Path { get; }
 
     /// <summary>The group whose members may use the control socket too (--control-group), if any.</summary>
     public uint? ControlGroup { get; }
 
-    public string ChannelSocketPath => System.IO.Path.Combine(Path, ChannelSocketName);
+    public string ChannelSocketPath { get; }
 
-    public string ControlSocketPath => System.IO.Path.Combine(Path, ControlSocketName);
+    public string ControlSocketPath { get; private set; }
 
     private string PidFilePath => System.IO.Path.Combine(Path, PidFileName);
 
@@ -113,14 +121,63 @@ internal sealed class RuntimeDirectory : IDisposable
             File.Delete(directory.ChannelSocketPath);
         }
 
+        else if (File.Exists(directory.PidFilePath) && !ReadSupervisor(path).Gone)
+        {
+            // After an upgrade the serving supervisor's channel socket has its pid in the name; the pid file tells.
+            throw new CommandLineException($"a cluster named '{clusterName}' is already running (pid file {directory.PidFilePath}); choose another --name.");
+        }
+
         File.Delete(directory.ControlSocketPath);
         // Kept from a supervisor that was killed: its keys still open the cookies its workers issued.
         EnsureOurs(DataProtectionKeysPathBeside(directory.ChannelSocketPath), OwnerOnly, group: null);
-        var self = Environment.ProcessId.ToString(CultureInfo.InvariantCulture);
-        File.WriteAllText(directory.PidFilePath, $"{self} {StartTimeOf(self)} {Libc.GetEffectiveUserId()}\n");
-        // Readable by whoever may enter the folder: the CLI tells a live cluster from a dead one's leftovers by it.
-        File.SetUnixFileMode(directory.PidFilePath, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.OtherRead);
+        directory.WritePidFile();
         return directory;
+    }
+
+    /// <summary>
+    /// The folder of a running cluster, for the supervisor an upgrade started: nothing of the running one is touched
+    /// until <see cref="TakeOver"/>. The keys stay the same, so cookies issued before the upgrade still open.
+    /// </summary>
+    public static RuntimeDirectory OpenForUpgrade(string clusterName, string? root = null, uint? controlGroup = null)
+    {
+        root ??= RootFor(Libc.GetEffectiveUserId());
+        var path = System.IO.Path.Combine(root, clusterName);
+        EnsureOurs(path, controlGroup is null ? OwnerOnly : OwnerAndGroup, controlGroup);
+        var directory = new RuntimeDirectory(path, controlGroup, Environment.ProcessId.ToString(CultureInfo.InvariantCulture));
+        File.Delete(directory.ChannelSocketPath);
+        File.Delete(directory.ControlSocketPath);
+        EnsureOurs(DataProtectionKeysPathBeside(directory.ChannelSocketPath), OwnerOnly, group: null);
+        return directory;
+    }
+
+    /// <summary>
+    /// Upgrade, new supervisor: its control socket takes the well-known name (rename(2) replaces the old one's
+    /// atomically, so `list` never finds none) and the pid file names it.
+    /// </summary>
+    public void TakeOver()
+    {
+        var wellKnown = System.IO.Path.Combine(Path, ControlSocketName);
+        if (ControlSocketPath != wellKnown)
+        {
+            File.Move(ControlSocketPath, wellKnown, overwrite: true);
+            ControlSocketPath = wellKnown;
+        }
+
+        WritePidFile();
+        _ownsSharedFiles = true;
+    }
+
+    /// <summary>Upgrade, old supervisor: the new one owns the control socket, pid file and keys; remove only our channel socket.</summary>
+    public void HandOver() => _ownsSharedFiles = false;
+
+    private void WritePidFile()
+    {
+        var self = Environment.ProcessId.ToString(CultureInfo.InvariantCulture);
+        var temporary = PidFilePath + "." + self;
+        File.WriteAllText(temporary, $"{self} {StartTimeOf(self)} {Libc.GetEffectiveUserId()}\n");
+        // Readable by whoever may enter the folder: the CLI tells a live cluster from a dead one's leftovers by it.
+        File.SetUnixFileMode(temporary, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.OtherRead);
+        File.Move(temporary, PidFilePath, overwrite: true);
     }
 
     // Another cluster of ours may have opened the root to pass through; closing it would lock out its group.
@@ -165,6 +222,17 @@ internal sealed class RuntimeDirectory : IDisposable
         try
         {
             File.Delete(ChannelSocketPath);
+            if (!_ownsSharedFiles)
+            {
+                // An upgrade's: the supervisor that replaced us (or that we failed to replace) owns the rest.
+                if (ControlSocketPath != System.IO.Path.Combine(Path, ControlSocketName))
+                {
+                    File.Delete(ControlSocketPath);
+                }
+
+                return;
+            }
+
             File.Delete(ControlSocketPath);
             File.Delete(PidFilePath);
             // The keys are this run's: an app that wants them across supervisor restarts persists them itself.

@@ -26,6 +26,12 @@ internal sealed record ControlCommand(ControlRequest Request, TaskCompletionSour
 
 internal sealed record PublishCompleted(PublishResult Result) : SupervisorEvent;
 
+// Upgrade, old supervisor: how the new one is doing.
+internal sealed record UpgradeReported(Upgrade.UpgradeProgress Progress, string? Reason) : SupervisorEvent;
+
+// Upgrade, new supervisor: the old one said to take over, or died.
+internal sealed record UpgradeTakeOver : SupervisorEvent;
+
 // A reload waiting for its app to be published (--project): who asked, and the generation it will become.
 internal sealed record PendingPublish(IReadOnlyList<TaskCompletionSource<ControlResponse>> Waiters, string Source, int Generation, long StartedAt);
 

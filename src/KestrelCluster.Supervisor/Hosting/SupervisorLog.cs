@@ -130,4 +130,28 @@ internal static partial class SupervisorLog
 
     [LoggerMessage(42, LogLevel.Information, "Shared balancing on {EndPoint}: a listening socket per worker, new connections spread {Steering}", EventName = "SharedSteering")]
     public static partial void SharedSteering(ILogger logger, string endPoint, string steering);
+
+    [LoggerMessage(43, LogLevel.Information, "Upgrade ({Source}): started the new supervisor (pid {Pid}): {CommandLine}; this one serves until its workers are ready", EventName = "UpgradeStarted")]
+    public static partial void UpgradeStarted(ILogger logger, string source, int pid, string commandLine);
+
+    [LoggerMessage(44, LogLevel.Warning, "Upgrade ({Source}) refused: {Reason}", EventName = "UpgradeRefused")]
+    public static partial void UpgradeRefused(ILogger logger, string source, string reason);
+
+    [LoggerMessage(45, LogLevel.Error, "Upgrade failed: {Reason}; this supervisor keeps serving", EventName = "UpgradeFailed")]
+    public static partial void UpgradeFailed(ILogger logger, string reason);
+
+    [LoggerMessage(46, LogLevel.Information, "Upgrade: the new supervisor (pid {Pid}) serves the cluster now; this one stops accepting, drains its workers and exits", EventName = "UpgradeHandedOver")]
+    public static partial void UpgradeHandedOver(ILogger logger, int pid);
+
+    [LoggerMessage(47, LogLevel.Information, "Listening on {EndPoint} (socket handed over by the supervisor this one replaces)", EventName = "AdoptedFromUpgrade")]
+    public static partial void AdoptedFromUpgrade(ILogger logger, string endPoint);
+
+    [LoggerMessage(48, LogLevel.Information, "Took over the cluster from the supervisor this one replaces (pid {Pid}): accepting on {Count} listening sockets", EventName = "TookOver")]
+    public static partial void TookOver(ILogger logger, int pid, int count);
+
+    [LoggerMessage(49, LogLevel.Information, "Handed {Count} connections no worker of this supervisor took to the new supervisor", EventName = "ConnectionsHandedOver")]
+    public static partial void ConnectionsHandedOver(ILogger logger, int count);
+
+    [LoggerMessage(50, LogLevel.Warning, "Cannot take over the control socket and pid file: {Reason}", EventName = "TakeOverFilesFailed")]
+    public static partial void TakeOverFilesFailed(ILogger logger, string reason);
 }

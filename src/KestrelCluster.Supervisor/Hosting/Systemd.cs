@@ -54,12 +54,53 @@ internal sealed class SystemdNotifier : IDisposable
         }
     }
 
+    /// <summary>
+    /// Puts a listening socket in systemd's fd store (FDSTORE=1, FileDescriptorStoreMax= in the unit): a restart or a
+    /// crash of the supervisor then never closes the port, and the next supervisor gets it back in LISTEN_FDS.
+    /// </summary>
+    public void StoreListener(string requested, int fd)
+    {
+        try
+        {
+            using var socket = new Socket(AddressFamily.Unix, SocketType.Dgram, ProtocolType.Unspecified);
+            socket.Connect(_endPoint);
+            using var channel = new KestrelCluster.Protocol.ChannelSocket(socket);
+            _ = channel.TrySend(System.Text.Encoding.UTF8.GetBytes($"FDSTORE=1\nFDNAME={SystemdSockets.FdNameFor(requested)}"), [fd]);
+        }
+        catch (SocketException)
+        {
+            // systemd went away or never listened: nothing to store.
+        }
+    }
+
     public void Dispose() => _socket.Dispose();
 }
 
 internal static class SystemdSockets
 {
     private const int FirstFd = 3;
+
+    // Our fd store names: the endpoint as the app asked for it, escaped (FDNAME allows no ':' and at most 255 characters).
+    private const string FdNamePrefix = "kc-";
+
+    public static string FdNameFor(string requested)
+    {
+        var name = FdNamePrefix + Uri.EscapeDataString(requested);
+        return name.Length <= 255 ? name : name[..255];
+    }
+
+    /// <summary>
+    /// Listening sockets passed by socket activation or given back from the fd store (LISTEN_FDS for this pid), made
+    /// close-on-exec, with the endpoint each was bound for when it is one we stored (else null: match by address).
+    /// </summary>
+    public static IReadOnlyList<(Socket Socket, string? Requested)> TakeNamed()
+    {
+        var sockets = Take();
+        var names = (Environment.GetEnvironmentVariable("LISTEN_FDNAMES") ?? "").Split(':');
+        return [.. sockets.Select((socket, i) => (socket, i < names.Length && names[i].StartsWith(FdNamePrefix, StringComparison.Ordinal)
+            ? Uri.UnescapeDataString(names[i][FdNamePrefix.Length..])
+            : null))];
+    }
 
     /// <summary>Listening sockets passed by socket activation (LISTEN_FDS for this pid), made close-on-exec.</summary>
     public static IReadOnlyList<Socket> Take()

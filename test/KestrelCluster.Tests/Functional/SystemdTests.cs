@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Text;
 using System.Text.RegularExpressions;
+using KestrelCluster.Load;
 using KestrelCluster.Tests.Infrastructure;
 using Xunit.Abstractions;
 
@@ -90,6 +91,93 @@ public sealed class SystemdTests(ITestOutputHelper output)
         Assert.True(ready.ClusterReady || cluster.Lines.Any(l => l.Contains("All 2 workers ready")));
         Assert.Contains("STATUS=2 workers ready", ready.Message);
         Assert.True(received.FindIndex(r => r.Message.StartsWith("READY=1")) < received.FindIndex(r => r.Message.StartsWith("STOPPING=1")));
+    }
+
+    [Fact]
+    public async Task FdStoreAndUpgrade_PlayingSystemd_MainPidAnnouncedAndStoredSocketServesAfterTheSupervisorIsKilled()
+    {
+        using var folder = new TemporaryFolder();
+        var notifyPath = Path.Combine(folder.Path, "notify.sock");
+        using var notify = new Socket(AddressFamily.Unix, SocketType.Dgram, ProtocolType.Unspecified);
+        notify.Bind(new UnixDomainSocketEndPoint(notifyPath));
+        using var notifyChannel = new KestrelCluster.Protocol.ChannelSocket(notify);
+        var stored = new List<(string Name, int Fd)>();
+        var received = new List<string>();
+
+        async Task<string> NextAsync(Func<string, bool> until)
+        {
+            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(90));
+            var buffer = new byte[4096];
+            var fds = new int[16];
+            while (true)
+            {
+                await notifyChannel.WaitReadableAsync(timeout.Token);
+                if (notifyChannel.TryReceive(buffer, fds, out var length, out var fdCount) != KestrelCluster.Protocol.ReceiveStatus.Frame)
+                {
+                    continue;
+                }
+
+                var message = Encoding.UTF8.GetString(buffer, 0, length);
+                output.WriteLine($"notify: {message.Replace('\n', ' ')} ({fdCount} fds)");
+                received.Add(message);
+                if (message.StartsWith("FDSTORE=1") && fdCount == 1)
+                {
+                    stored.Add((message.Split('\n').Single(l => l.StartsWith("FDNAME="))["FDNAME=".Length..], fds[0]));
+                }
+
+                if (until(message))
+                {
+                    return message;
+                }
+            }
+        }
+
+        await using var cluster = ClusterRun.Start(output, ["--workers", "2", "--urls", "http://127.0.0.1:0"], new Dictionary<string, string> { ["NOTIFY_SOCKET"] = notifyPath });
+        await NextAsync(m => m.StartsWith("READY=1"));
+        var port = cluster.Port;
+        var inode = UpgradeTests.ListeningInode(port);
+        var (name, fd) = Assert.Single(stored);
+        Assert.Equal("kc-127.0.0.1%3A0", name);
+        // The stored fd is the listening socket itself.
+        Assert.Equal($"socket:[{inode}]", new FileInfo($"/proc/self/fd/{fd}").LinkTarget);
+
+        var (exitCode, _, stderr) = await cluster.RunCliAsAsync(null, TimeSpan.FromMinutes(4), "upgrade", "-n", cluster.Name);
+        Assert.True(exitCode == 0, stderr);
+        var upgraded = Assert.Single(cluster.UpgradedSupervisorPids);
+        await NextAsync(m => m.Contains($"MAINPID={upgraded}"));
+
+        // The supervisor crashes under load; systemd (this test) still holds the port and starts another one with it.
+        using var stopLoad = new CancellationTokenSource();
+        var load = LoadRunner.RunAsync(new Uri($"http://127.0.0.1:{port}/"), keepAliveClients: 0, newConnectionClients: 8, TimeSpan.FromMinutes(5), stopLoad.Token);
+        await Task.Delay(TimeSpan.FromSeconds(1));
+        ProcessInfo.Signal(upgraded, ProcessInfo.SIGKILL);
+        Assert.True(await ProcessInfo.WaitUntilGoneAsync([upgraded], TimeSpan.FromSeconds(10)));
+        // Inherited as fd 3, as systemd passes it; LISTEN_PID names the shell that execs the supervisor.
+        KestrelCluster.Interop.Libc.Fcntl(fd, KestrelCluster.Interop.Libc.F_SETFD, 0);
+        await using var restarted = ClusterRun.Start(output, ["--workers", "2", "--urls", "http://127.0.0.1:0"],
+            new Dictionary<string, string> { ["LISTEN_FDS"] = "1", ["LISTEN_FDNAMES"] = name },
+            launcher: ["bash", "-c", $"exec 3<&{fd} {fd}<&-; export LISTEN_PID=$$; exec \"$@\"", "bash"]);
+        KestrelCluster.Interop.Libc.Fcntl(fd, KestrelCluster.Interop.Libc.F_SETFD, KestrelCluster.Interop.Libc.FD_CLOEXEC);
+        await restarted.WaitForLineAsync(new Regex($@"Listening on 127\.0\.0\.1:{port} \(socket passed by systemd\)"), ClusterRun.StartTimeout);
+        await restarted.WaitForLineAsync(new Regex("All 2 workers ready"), ClusterRun.StartTimeout);
+        using (var client = Http.NewConnectionClient($"http://127.0.0.1:{port}"))
+        {
+            Assert.Contains(await Http.GetPidAsync(client), restarted.WorkerPids);
+        }
+
+        stopLoad.Cancel();
+        var result = await load.WaitAsync(TimeSpan.FromSeconds(60));
+        output.WriteLine(result.ToString());
+        foreach (var failure in result.Failures)
+        {
+            output.WriteLine($"{failure.Kind}: {failure.Detail}");
+        }
+
+        // Connections made while no supervisor ran waited in the backlog: none was refused.
+        Assert.DoesNotContain(result.Failures, f => f.Detail.Contains("refused", StringComparison.OrdinalIgnoreCase));
+        Assert.True(result.Answered > 50, result.ToString());
+        Assert.Equal(inode, UpgradeTests.ListeningInode(port));
+        KestrelCluster.Interop.Libc.Close(fd);
     }
 
     private static int FreePort()

@@ -63,6 +63,9 @@ public sealed partial class ClusterRun : IAsyncDisposable
 
     public int ExitCode => _process.ExitCode;
 
+    /// <summary>Supervisors this one started by `upgrade` (they write to the same output).</summary>
+    public IReadOnlyList<int> UpgradedSupervisorPids => [.. _lines.Select(l => UpgradeStartedPattern().Match(l)).Where(m => m.Success).Select(m => int.Parse(m.Groups[1].Value))];
+
     /// <summary>Every worker pid the supervisor reported starting.</summary>
     public IReadOnlyList<int> WorkerPids => [.. _lines.Select(l => WorkerStartedPattern().Match(l)).Where(m => m.Success).Select(m => int.Parse(m.Groups[2].Value))];
 
@@ -276,6 +279,16 @@ public sealed partial class ClusterRun : IAsyncDisposable
         return _process.ExitCode;
     }
 
+    /// <summary>
+    /// Waits for the supervisor process alone: after an upgrade its successor still writes to the same output,
+    /// which therefore stays open.
+    /// </summary>
+    public async Task<int> WaitForProcessExitAsync(TimeSpan timeout)
+    {
+        await _exited.Task.WaitAsync(timeout);
+        return _process.ExitCode;
+    }
+
     public void Signal(int signal) => ProcessInfo.Signal(_process.Id, signal);
 
     /// <summary>Runs a control verb (`list`, `reload`, `scale N`, `stop`) against this cluster, as a user would.</summary>
@@ -341,7 +354,8 @@ public sealed partial class ClusterRun : IAsyncDisposable
             Signal(ProcessInfo.SIGKILL);
         }
 
-        foreach (var pid in workers)
+        var upgraded = UpgradedSupervisorPids;
+        foreach (var pid in upgraded.Concat(workers))
         {
             ProcessInfo.Signal(pid, ProcessInfo.SIGKILL);
         }
@@ -354,7 +368,7 @@ public sealed partial class ClusterRun : IAsyncDisposable
         {
         }
 
-        await ProcessInfo.WaitUntilGoneAsync(workers, TimeSpan.FromSeconds(10));
+        await ProcessInfo.WaitUntilGoneAsync([.. workers, .. upgraded], TimeSpan.FromSeconds(10));
         _process.Dispose();
         try
         {
@@ -376,6 +390,9 @@ public sealed partial class ClusterRun : IAsyncDisposable
 
     [GeneratedRegex(@"Worker \d+ ready \(pid (\d+)")]
     private static partial Regex WorkerReadyPattern();
+
+    [GeneratedRegex(@"started the new supervisor \(pid (\d+)\)")]
+    private static partial Regex UpgradeStartedPattern();
 
     [GeneratedRegex(@"Listening on (\S+)$")]
     private static partial Regex ListeningPattern();
