@@ -24,7 +24,12 @@ public sealed partial class ControlTests(ITestOutputHelper output)
         var before = Assert.Single(Parse(await ExpectSuccessAsync(cluster.RunCliAsync(CliTimeout, "list", "--json"))).Workers);
         Assert.Equal("ready", before.State);
         await ExpectSuccessAsync(cluster.RunCliAsync(TimeSpan.FromMinutes(3), "reload"));
-        var after = Assert.Single(Parse(await ExpectSuccessAsync(cluster.RunCliAsAsync(null, CliTimeout, "list", "--json", "--user", "65534", "-n", cluster.Name))).Workers);
+        // reload answers once the new worker is ready; the old one may still be draining for a moment.
+        var listed = await Wait.ForAsync(
+            async () => Parse(await ExpectSuccessAsync(cluster.RunCliAsAsync(null, CliTimeout, "list", "--json", "--user", "65534", "-n", cluster.Name))).Workers,
+            workers => workers.Count == 1,
+            CliTimeout);
+        var after = Assert.Single(listed);
         Assert.Equal(2, after.Generation);
         Assert.NotEqual(before.Pid, after.Pid);
         if (layout == ServiceLayout.NoRuntimeDirectory)
