@@ -100,11 +100,12 @@ builds=${BUILD:-$work}
 if [[ -z ${BUILD:-} || ! -x $BUILD/supervisor/kestrel-cluster ]]; then
     say "building the sample and the supervisor (Release)"
     dotnet publish "$root/samples/HelloCluster" -c Release -o "$builds/app" < /dev/null > "$work/build.log" 2>&1
-    # The supervisor as production runs it: NativeAOT (README "Running it in production"); SUPERVISOR=jit for
-    # the framework-dependent build that `dotnet run` and the dotnet tool use.
+    # The supervisor as production runs it: NativeAOT (README "Running it in production", and the tool on linux-x64);
+    # SUPERVISOR=jit for the framework-dependent build that `dotnet run` and the tool's `any` fallback use. The
+    # project turns PublishAot on, so the JIT build turns it off.
     case $SUPERVISOR in
         aot) supervisor_build=(-r "linux-$(dpkg --print-architecture | sed 's/amd64/x64/')" -p:PublishAot=true) ;;
-        jit) supervisor_build=() ;;
+        jit) supervisor_build=(-p:PublishAot=false) ;;
         *) echo "kestrel-cluster bench: error: SUPERVISOR must be aot or jit, not '$SUPERVISOR'" >&2; exit 2 ;;
     esac
     dotnet publish "$root/src/KestrelCluster.Supervisor" -c Release "${supervisor_build[@]}" -o "$builds/supervisor" < /dev/null >> "$work/build.log" 2>&1 \

@@ -3,6 +3,13 @@ using System.Xml.Linq;
 
 namespace KestrelCluster.Tests.Packaging;
 
+/// <summary>The packaging test classes share one run of eng/pack.sh: its NativeAOT pack takes minutes.</summary>
+[CollectionDefinition(Name)]
+public sealed class PackagesCollection : ICollectionFixture<PackedPackages>
+{
+    public const string Name = "Packages";
+}
+
 /// <summary>
 /// eng/pack.sh run once into a private temp folder, with a NuGet setup that sees only that folder: a private
 /// global packages folder (a package cached from an earlier pack of the same version would hide this one) and a
@@ -10,7 +17,8 @@ namespace KestrelCluster.Tests.Packaging;
 /// </summary>
 public sealed class PackedPackages : IAsyncLifetime
 {
-    public static readonly TimeSpan PackTimeout = TimeSpan.FromMinutes(5);
+    // Three packs of the libraries and three of the tool, one of them NativeAOT (2.5-3 minutes on a busy 2-core machine).
+    public static readonly TimeSpan PackTimeout = TimeSpan.FromMinutes(12);
     public static readonly TimeSpan CommandTimeout = TimeSpan.FromMinutes(3);
 
     public string Root { get; } = TestPaths.NewTempDirectory();
@@ -20,6 +28,9 @@ public sealed class PackedPackages : IAsyncLifetime
     public string NuGetConfig => Path.Combine(Root, "nuget.config");
 
     public string PackOutput { get; private set; } = "";
+
+    /// <summary>The folder of the `dotnet` running the tests, for a framework-dependent apphost (DOTNET_ROOT).</summary>
+    public string DotnetRoot { get; } = Path.GetDirectoryName(Path.GetFullPath(ResolveLinks(TestPaths.Dotnet)))!;
 
     /// <summary>The one version, from Directory.Build.props.</summary>
     public string Version { get; } = XDocument.Load(Path.Combine(TestPaths.RepoRoot, "Directory.Build.props")).Descendants("Version").Single().Value;
@@ -42,12 +53,15 @@ public sealed class PackedPackages : IAsyncLifetime
         }
     }
 
-    /// <summary>Runs a command with the NuGet setup above and no build servers; kills it (and its children) on timeout.</summary>
-    public async Task<(int ExitCode, string Output)> RunAsync(string fileName, IEnumerable<string> arguments, string workingDirectory, TimeSpan timeout)
+    /// <summary>
+    /// Runs a command with the NuGet setup above (global packages in <paramref name="nugetPackages"/>, by default a
+    /// folder shared by the tests) and no build servers; kills it (and its children) on timeout.
+    /// </summary>
+    public async Task<(int ExitCode, string Output)> RunAsync(string fileName, IEnumerable<string> arguments, string workingDirectory, TimeSpan timeout, string? nugetPackages = null)
     {
         var environment = ExternalCommand.NestedDotnetEnvironment();
-        environment["NUGET_PACKAGES"] = Path.Combine(Root, "nuget-cache");
-        environment["DOTNET_ROOT"] = Path.GetDirectoryName(Path.GetFullPath(ResolveLinks(TestPaths.Dotnet)))!;
+        environment["NUGET_PACKAGES"] = nugetPackages ?? Path.Combine(Root, "nuget-cache");
+        environment["DOTNET_ROOT"] = DotnetRoot;
         environment["KESTREL_CLUSTER_CHANNEL"] = null;
 
         var (exitCode, stdout, stderr) = await ExternalCommand.RunAsync(fileName, arguments, timeout, environment, workingDirectory);
