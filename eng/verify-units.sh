@@ -12,6 +12,11 @@ if [ ! -e /opt/kestrel-cluster/kestrel-cluster ]; then
     made=1
 fi
 status=0
-systemd-analyze verify --man=no "$here/samples/deploy/systemd/hello-cluster.socket" "$here/samples/deploy/systemd/hello-cluster.service" || status=$?
+# It exits 0 on a directive it cannot parse ("Failed to parse ..., ignoring"), so any remark fails the check too.
+remarks=$(systemd-analyze verify --man=no "$here/samples/deploy/systemd/hello-cluster.socket" "$here/samples/deploy/systemd/hello-cluster.service" 2>&1) || status=$?
+if [ -n "$remarks" ]; then
+    printf '%s\n' "$remarks" >&2
+    [ "$status" -ne 0 ] || status=1
+fi
 [ -n "$made" ] && rm -f /opt/kestrel-cluster/kestrel-cluster && rmdir /opt/kestrel-cluster 2>/dev/null || true
 exit $status

@@ -10,6 +10,38 @@ namespace KestrelCluster.Tests.Functional;
 
 public sealed class SystemdTests(ITestOutputHelper output)
 {
+    // The sample units as an operator copies them: systemd-analyze verify (Debian package systemd) accepts them, with
+    // the ExecStart= binary standing in at a temporary path. `systemctl reload` must run `kestrel-cluster reload`,
+    // which waits and fails when the reload fails (kill -HUP would report success either way).
+    [Fact]
+    public async Task SampleUnits_SystemdAnalyzeVerify_AcceptsThem()
+    {
+        using var folder = new TemporaryFolder();
+        var standIn = Path.Combine(folder.Path, "kestrel-cluster");
+        await File.WriteAllTextAsync(standIn, "#!/bin/sh\n");
+        File.SetUnixFileMode(standIn, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        var samples = Path.Combine(TestPaths.RepoRoot, "samples", "deploy", "systemd");
+        var units = new List<string>();
+        foreach (var name in new[] { "hello-cluster.socket", "hello-cluster.service" })
+        {
+            var text = await File.ReadAllTextAsync(Path.Combine(samples, name));
+            var copy = Path.Combine(folder.Path, name);
+            await File.WriteAllTextAsync(copy, text.Replace("/opt/kestrel-cluster/kestrel-cluster", standIn, StringComparison.Ordinal));
+            units.Add(copy);
+        }
+
+        var (exitCode, stdout, stderr) = await ExternalCommand.RunAsync("systemd-analyze", ["verify", "--man=no", .. units], TimeSpan.FromMinutes(1));
+        output.WriteLine(stdout + stderr);
+
+        Assert.True(exitCode == 0, $"systemd-analyze verify exited {exitCode}: {stderr}");
+        // It exits 0 on a directive it cannot parse ("Failed to parse ..., ignoring"): any remark about the units counts.
+        Assert.Equal("", (stdout + stderr).Trim());
+        var service = await File.ReadAllTextAsync(units[1]);
+        Assert.Matches(new Regex($@"(?m)^ExecReload={Regex.Escape(standIn)} reload\b"), service);
+        Assert.Matches(new Regex(@"(?m)^Wants=hello-cluster\.socket$"), service);
+        Assert.DoesNotMatch(new Regex(@"(?m)^Requires="), service);
+    }
+
     [Fact]
     public async Task SocketActivation_SystemdSocketActivate_SupervisorAdoptsTheSocketAndServesTheFirstConnection()
     {
