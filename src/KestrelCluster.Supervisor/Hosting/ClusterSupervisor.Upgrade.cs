@@ -1,4 +1,5 @@
 using KestrelCluster.Protocol;
+using KestrelCluster.Supervisor.Admin;
 using KestrelCluster.Supervisor.Control;
 using KestrelCluster.Supervisor.Upgrade;
 
@@ -13,6 +14,9 @@ internal sealed partial class ClusterSupervisor
     // In a container the supervisor is often PID 1: its exit ends the container, whatever it started.
     private const string Pid1Refusal = "the supervisor runs as PID 1 (a container's init): its exit would end the container. "
         + "Roll the container instead (Kubernetes: a rolling update of the pods, e.g. kubectl rollout restart).";
+
+    private static readonly TimeSpan AdminTakeOverLimit = TimeSpan.FromSeconds(30);
+    private static readonly TimeSpan AdminRetryInterval = TimeSpan.FromMilliseconds(50);
 
     // Old side: the upgrade in progress, and who waits for its outcome.
     private SupervisorUpgrade? _upgrade;
@@ -91,6 +95,7 @@ internal sealed partial class ClusterSupervisor
                 _systemd?.Notify($"MAINPID={upgrade.Pid}");
                 _listeners.Release();
                 _runtimeDirectory.HandOver();
+                _adminHandover = ReleaseAdminAsync();
                 SupervisorLog.UpgradeHandedOver(_logger, upgrade.Pid);
                 ForwardWaitingConnections();
                 foreach (var waiter in _upgradeWaiters)
@@ -197,6 +202,45 @@ internal sealed partial class ClusterSupervisor
 
         _handover.SendTookOver();
         SupervisorLog.TookOver(_logger, Environment.ProcessId, _listeners.Snapshot().Count);
+        if (_options.AdminUrls is { } adminUrls)
+        {
+            _adminHandover = BindAdminAfterTakeOverAsync(adminUrls);
+        }
+    }
+
+    // Old side: the admin port goes to the new supervisor (probes meet a refused connection for the moment between).
+    private async Task ReleaseAdminAsync()
+    {
+        if (_admin is { } admin)
+        {
+            _admin = null;
+            await admin.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+
+    // New side: binds the admin port once the old supervisor, told that we took over, has let it go.
+    private async Task BindAdminAfterTakeOverAsync(string adminUrls)
+    {
+        var deadline = Environment.TickCount64 + (long)AdminTakeOverLimit.TotalMilliseconds;
+        while (true)
+        {
+            try
+            {
+                _admin = await AdminServer.StartAsync(adminUrls, IsReady, FailingSummary, () => _metrics.ToPrometheusText(Generation), CancellationToken.None).ConfigureAwait(false);
+                SupervisorLog.AdminListening(_logger, string.Join(", ", _admin.Addresses));
+                return;
+            }
+            catch (Exception ex) when (ex is IOException or InvalidOperationException or System.Net.Sockets.SocketException)
+            {
+                if (Environment.TickCount64 > deadline || _stopPhase != StopPhase.None)
+                {
+                    SupervisorLog.AdminTakeOverFailed(_logger, adminUrls, ex.Message);
+                    return;
+                }
+
+                await Task.Delay(AdminRetryInterval).ConfigureAwait(false);
+            }
+        }
     }
 
     // Connections the old supervisor accepted: dispatched as if our own listener had accepted them.

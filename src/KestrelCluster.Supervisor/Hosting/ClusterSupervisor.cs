@@ -49,6 +49,8 @@ internal sealed partial class ClusterSupervisor : IWorkerSessionHandler, IDispos
     private readonly List<(TaskCompletionSource<ControlResponse>? Waiter, string Source)> _queuedReloads = [];
     private readonly ClusterMetrics _metrics;
     private AdminServer? _admin;
+    // An upgrade's move of the admin port: the old supervisor letting it go, or the new one binding it.
+    private Task _adminHandover = Task.CompletedTask;
     private readonly SystemdNotifier? _systemd = SystemdNotifier.FromEnvironment();
     private long _lastWatchdogAt;
     // Read by the admin endpoint's threads.
@@ -151,7 +153,8 @@ internal sealed partial class ClusterSupervisor : IWorkerSessionHandler, IDispos
 
         AdoptHandedOverListeners();
 
-        if (_options.AdminUrls is { } adminUrls)
+        // After an upgrade the admin port is still the old supervisor's: it is bound at the takeover instead.
+        if (_options.AdminUrls is { } adminUrls && _handover is null)
         {
             try
             {
@@ -215,6 +218,7 @@ internal sealed partial class ClusterSupervisor : IWorkerSessionHandler, IDispos
         }
 
         await _controlServer.FlushAsync(TimeSpan.FromSeconds(2)).ConfigureAwait(false);
+        await _adminHandover.ConfigureAwait(false);
         if (_admin is not null)
         {
             await _admin.DisposeAsync().ConfigureAwait(false);

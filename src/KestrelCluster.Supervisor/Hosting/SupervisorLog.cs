@@ -154,4 +154,7 @@ internal static partial class SupervisorLog
 
     [LoggerMessage(50, LogLevel.Warning, "Cannot take over the control socket and pid file: {Reason}", EventName = "TakeOverFilesFailed")]
     public static partial void TakeOverFilesFailed(ILogger logger, string reason);
+
+    [LoggerMessage(51, LogLevel.Error, "Cannot serve --admin-urls {Urls} after taking over from the old supervisor: {Reason}; the cluster serves without its admin endpoints", EventName = "AdminTakeOverFailed")]
+    public static partial void AdminTakeOverFailed(ILogger logger, string urls, string reason);
 }

@@ -61,6 +61,49 @@ public sealed class UpgradeTests(ITestOutputHelper output)
         Assert.StartsWith($"{newSupervisor} ", await File.ReadAllTextAsync(Path.Combine(cluster.RuntimeFolder, "supervisor.pid")));
     }
 
+    // The admin port cannot be held by both supervisors: the new one binds it once the old one has handed over and
+    // let it go, so probes keep finding /healthz on the same port (the systemd sample runs with --admin-urls).
+    [Fact]
+    public async Task Upgrade_WithAdminUrls_NewSupervisorServesTheSameAdminPort()
+    {
+        var adminPort = FreeTcpPort();
+        await using var cluster = await ClusterRun.StartReadyAsync(output, workers: 1, extraArguments: ["--admin-urls", $"http://127.0.0.1:{adminPort}"]);
+        using var admin = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{adminPort}"), Timeout = TimeSpan.FromSeconds(10) };
+        Assert.Equal("ok", await admin.GetStringAsync("/healthz"));
+
+        var (exitCode, stdout, stderr) = await cluster.RunCliAsAsync(null, CliTimeout, "upgrade", "-n", cluster.Name);
+        Assert.True(exitCode == 0, stderr);
+        Assert.Contains("upgraded", stdout);
+        Assert.Equal(0, await cluster.WaitForProcessExitAsync(TimeSpan.FromSeconds(90)));
+        var newSupervisor = Assert.Single(cluster.UpgradedSupervisorPids);
+
+        // The old supervisor is gone: whoever answers on the admin port now is the new one.
+        var ready = await Wait.ForAsync(
+            async () =>
+            {
+                try
+                {
+                    return await admin.GetStringAsync("/readyz");
+                }
+                catch (HttpRequestException)
+                {
+                    return "";
+                }
+            },
+            body => body.StartsWith("ready", StringComparison.Ordinal),
+            TimeSpan.FromSeconds(30));
+        Assert.StartsWith("ready", ready);
+        Assert.True(ProcessInfo.IsAlive(newSupervisor));
+        Assert.Contains("kestrel_cluster_workers", await admin.GetStringAsync("/metrics"));
+    }
+
+    private static int FreeTcpPort()
+    {
+        using var probe = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        probe.Start();
+        return ((System.Net.IPEndPoint)probe.LocalEndpoint).Port;
+    }
+
     [Fact]
     public async Task Upgrade_ToMissingSupervisorOrRefusedArguments_OldKeepsServingAndCommandFailsWithTheReason()
     {
