@@ -77,10 +77,11 @@ public sealed class SymlinkDeployTests(ITestOutputHelper output)
         Assert.True(exitCode == 0, $"reload failed: {stderr}");
     }
 
-    // The "release" each live worker reports, asked on new connections until every worker listed has answered.
+    // The "release" each ready worker reports, asked on new connections until every one has answered. reload answers
+    // once the new workers are ready; an old one may still be listed, draining, and gets no new connection.
     private static async Task<IReadOnlyList<string?>> ReleasesServedAsync(ClusterRun cluster)
     {
-        var workers = (await cluster.ListAsync()).Select(w => w.Pid).ToHashSet();
+        var workers = (await cluster.ListAsync()).Where(w => w.State == "ready").Select(w => w.Pid).ToHashSet();
         using var client = Http.NewConnectionClient($"http://127.0.0.1:{cluster.Port}");
         var releases = new Dictionary<int, string?>();
         await Wait.UntilAsync(async () =>
