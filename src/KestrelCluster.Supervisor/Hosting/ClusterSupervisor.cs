@@ -55,6 +55,7 @@ internal sealed partial class ClusterSupervisor : IWorkerSessionHandler, IDispos
     private volatile bool _stopping;
     private volatile string? _failingSummary;
     private readonly List<WorkerInstance> _instances = [];
+    private readonly HubRelay _hubRelay;
     private readonly Lock _admissionLock = new();
     private readonly List<WorkerInstance> _awaitingAdmission = [];
     private StopPhase _stopPhase;
@@ -90,6 +91,7 @@ internal sealed partial class ClusterSupervisor : IWorkerSessionHandler, IDispos
         _commands[Generation] = command;
         _publisher = publisher;
         _logger = logger;
+        _hubRelay = new HubRelay(logger);
         _errorOutput = errorOutput;
         _launcher = launcher ?? new ProcessWorkerLauncher(runtimeDirectory.ChannelSocketPath, options.Urls, workerOutput);
         _clock = clock ?? (() => Environment.TickCount64);
@@ -702,6 +704,7 @@ internal sealed partial class ClusterSupervisor : IWorkerSessionHandler, IDispos
         }
 
         Post(new WorkerAdmitted(session));
+        _hubRelay.Add(session);
         session.Start();
     }
 
@@ -736,8 +739,11 @@ internal sealed partial class ClusterSupervisor : IWorkerSessionHandler, IDispos
 
     void IWorkerSessionHandler.Message(WorkerSession session, int target, byte[] json) => Post(new WorkerMessage(session, target, json));
 
+    void IWorkerSessionHandler.RelayHub(WorkerSession session, int target, ReadOnlySpan<byte> payload) => _hubRelay.Relay(session, target, payload);
+
     void IWorkerSessionHandler.Closed(WorkerSession session, string reason, bool violation)
     {
+        _hubRelay.Remove(session);
         if (violation)
         {
             SupervisorLog.WorkerProtocolViolation(_logger, session.Instance.SlotId, session.Instance.Pid, reason);

@@ -154,4 +154,7 @@ internal static partial class SupervisorLog
 
     [LoggerMessage(50, LogLevel.Warning, "Cannot take over the control socket and pid file: {Reason}", EventName = "TakeOverFilesFailed")]
     public static partial void TakeOverFilesFailed(ILogger logger, string reason);
+
+    [LoggerMessage(51, LogLevel.Warning, "A SignalR backplane frame for worker {WorkerId} (pid {Pid}) was dropped: its channel is full or closed ({Dropped} dropped since start)", EventName = "HubFramesDropped")]
+    public static partial void HubFramesDropped(ILogger logger, int workerId, int pid, long dropped);
 }
