@@ -57,6 +57,7 @@ internal sealed partial class ClusterSupervisor : IWorkerSessionHandler, IDispos
     private volatile bool _stopping;
     private volatile string? _failingSummary;
     private readonly List<WorkerInstance> _instances = [];
+    private readonly HubRelay _hubRelay;
     private readonly Lock _admissionLock = new();
     private readonly List<WorkerInstance> _awaitingAdmission = [];
     private StopPhase _stopPhase;
@@ -92,6 +93,7 @@ internal sealed partial class ClusterSupervisor : IWorkerSessionHandler, IDispos
         _commands[Generation] = command;
         _publisher = publisher;
         _logger = logger;
+        _hubRelay = new HubRelay(logger);
         _errorOutput = errorOutput;
         _launcher = launcher ?? new ProcessWorkerLauncher(runtimeDirectory.ChannelSocketPath, options.Urls, workerOutput);
         _clock = clock ?? (() => Environment.TickCount64);
@@ -706,6 +708,7 @@ internal sealed partial class ClusterSupervisor : IWorkerSessionHandler, IDispos
         }
 
         Post(new WorkerAdmitted(session));
+        _hubRelay.Add(session);
         session.Start();
     }
 
@@ -740,8 +743,11 @@ internal sealed partial class ClusterSupervisor : IWorkerSessionHandler, IDispos
 
     void IWorkerSessionHandler.Message(WorkerSession session, int target, byte[] json) => Post(new WorkerMessage(session, target, json));
 
+    void IWorkerSessionHandler.RelayHub(WorkerSession session, int target, ReadOnlySpan<byte> payload) => _hubRelay.Relay(session, target, payload);
+
     void IWorkerSessionHandler.Closed(WorkerSession session, string reason, bool violation)
     {
+        _hubRelay.Remove(session);
         if (violation)
         {
             SupervisorLog.WorkerProtocolViolation(_logger, session.Instance.SlotId, session.Instance.Pid, reason);

@@ -157,4 +157,7 @@ internal static partial class SupervisorLog
 
     [LoggerMessage(51, LogLevel.Error, "Cannot serve --admin-urls {Urls} after taking over from the old supervisor: {Reason}; the cluster serves without its admin endpoints", EventName = "AdminTakeOverFailed")]
     public static partial void AdminTakeOverFailed(ILogger logger, string urls, string reason);
+
+    [LoggerMessage(52, LogLevel.Warning, "A SignalR backplane frame for worker {WorkerId} (pid {Pid}) was dropped: its channel is full or closed ({Dropped} dropped since start)", EventName = "HubFramesDropped")]
+    public static partial void HubFramesDropped(ILogger logger, int workerId, int pid, long dropped);
 }

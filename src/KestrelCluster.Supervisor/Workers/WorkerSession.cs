@@ -19,6 +19,9 @@ internal interface IWorkerSessionHandler
 
     // A Message frame: to the supervisor (logged) or to every other worker (relayed).
     void Message(WorkerSession session, int target, byte[] json);
+
+    // A Hub frame: relayed at once, on the sender's receive loop, so each sender's frames stay in order.
+    void RelayHub(WorkerSession session, int target, ReadOnlySpan<byte> payload);
 }
 
 // The supervisor's end of one authenticated worker channel.
@@ -92,6 +95,9 @@ internal sealed class WorkerSession : DispatchTarget, IDisposable
         json.CopyTo(frame.AsSpan(writer.Position));
         return _socket.TrySend(frame) == 0;
     }
+
+    /// <summary>Passes a whole Hub frame on without waiting; 0 or the errno (EAGAIN when the worker's channel is full).</summary>
+    public int TrySendHubFrame(ReadOnlySpan<byte> frame) => _socket.TrySend(frame);
 
     /// <summary>Asks the worker to drain and exit. Returns false when the channel is already gone.</summary>
     public bool SendStop()
@@ -217,6 +223,15 @@ internal sealed class WorkerSession : DispatchTarget, IDisposable
                 }
 
                 _handler.Message(this, target, frame[5..].ToArray());
+                break;
+            case FrameType.Hub:
+                var hubTarget = reader.ReadInt32();
+                if (hubTarget != MessageTargets.OtherWorkers && hubTarget <= 0)
+                {
+                    throw new InvalidFrameException($"hub target {hubTarget}");
+                }
+
+                _handler.RelayHub(this, hubTarget, frame[5..]);
                 break;
             case FrameType.Status:
                 OpenConnections = Math.Max(0, reader.ReadInt32());

@@ -44,4 +44,16 @@ internal static partial class ClusterTransportLog
 
     [LoggerMessage(13, LogLevel.Information, "Application is shutting down...", EventName = "ApplicationStopping")]
     public static partial void ApplicationStopping(ILogger logger);
+
+    [LoggerMessage(14, LogLevel.Warning, "Dropped a SignalR backplane frame from another worker: {Count} dropped so far, with {Capacity} waiting to be written to this worker's clients.", EventName = "HubFramesDropped")]
+    public static partial void HubFramesDropped(ILogger logger, long count, int capacity);
+
+    [LoggerMessage(15, LogLevel.Warning, "Dropped a malformed SignalR backplane frame from worker pid {Sender}: {Reason}", EventName = "BadHubFrame")]
+    public static partial void BadHubFrame(ILogger logger, int sender, string reason);
+
+    [LoggerMessage(16, LogLevel.Warning, "Could not write a message from another worker to the clients of hub {Hub}.", EventName = "HubDeliveryFailed")]
+    public static partial void HubDeliveryFailed(ILogger logger, string hub, Exception exception);
+
+    [LoggerMessage(17, LogLevel.Information, "Draining: closing {Count} connections of hub {Hub} so that their clients reconnect to another worker.", EventName = "HubConnectionsClosing")]
+    public static partial void HubConnectionsClosing(ILogger logger, int count, string hub);
 }

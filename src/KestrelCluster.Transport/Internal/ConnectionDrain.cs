@@ -13,6 +13,7 @@ namespace KestrelCluster.Transport;
 internal sealed class ConnectionDrain(IOptions<ClusterTransportOptions> options, IHostApplicationLifetime lifetime, ILogger<ConnectionDrain> logger)
 {
     private readonly TaskCompletionSource _idle = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly CancellationTokenSource _started = new();
     private volatile bool _draining;
     private int _begun;
     private int _open;
@@ -20,6 +21,9 @@ internal sealed class ConnectionDrain(IOptions<ClusterTransportOptions> options,
     public bool IsDraining => _draining;
 
     public int OpenConnections => Volatile.Read(ref _open);
+
+    /// <summary>Cancelled when the drain window opens: long-lived connections (SignalR) close then, not at its end.</summary>
+    public CancellationToken Started => _started.Token;
 
     public void Track(ConnectionContext connection)
     {
@@ -44,6 +48,7 @@ internal sealed class ConnectionDrain(IOptions<ClusterTransportOptions> options,
         }
 
         _ = StopWhenDrainedAsync(timeout);
+        _started.Cancel();
     }
 
     private void OnClosed()

@@ -120,6 +120,37 @@ internal sealed class SupervisorChannel : IAsyncDisposable
         Send(frame);
     }
 
+    // Set once by the SignalR backplane when the app uses it: where Hub frames go. Called on the receive loop.
+    public HubFrameHandler? HubFrameReceived { get; set; }
+
+    /// <summary>Sends one backplane frame to every other worker (target -2) or to one, by the relay id it came from.</summary>
+    public async ValueTask SendHubAsync(int target, ReadOnlyMemory<byte> payload, CancellationToken cancellationToken)
+    {
+        if (payload.Length > HubFrameLimits.MaxPayloadBytes)
+        {
+            throw new InvalidOperationException($"A SignalR message relayed to the other workers can hold at most {HubFrameLimits.MaxPayloadBytes} bytes in all its hub protocols; this one has {payload.Length}.");
+        }
+
+        await EnsureConnectedAsync(cancellationToken).ConfigureAwait(false);
+        var frame = System.Buffers.ArrayPool<byte>.Shared.Rent(payload.Length + 5);
+        try
+        {
+            var writer = new FrameWriter(frame, FrameType.Hub);
+            writer.WriteInt32(target);
+            payload.Span.CopyTo(frame.AsSpan(writer.Position));
+            if (_closed)
+            {
+                throw SupervisorGone();
+            }
+
+            Send(frame.AsSpan(0, payload.Length + 5));
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<byte>.Shared.Return(frame);
+        }
+    }
+
     public void Register(ClusterConnectionListener listener) => _listeners[listener.ListenerId] = listener;
 
     public void Unbind(ClusterConnectionListener listener)
@@ -360,6 +391,10 @@ internal sealed class SupervisorChannel : IAsyncDisposable
                 }
 
                 break;
+            case FrameType.Hub:
+                var hubSender = reader.ReadInt32();
+                HubFrameReceived?.Invoke(hubSender, frame[5..]);
+                break;
             case FrameType.Stop:
                 ClusterTransportLog.StopRequested(_logger);
                 _drain.Begin();
@@ -516,6 +551,8 @@ internal sealed class SupervisorChannel : IAsyncDisposable
         _connectLock.Dispose();
     }
 }
+
+internal delegate void HubFrameHandler(int sender, ReadOnlySpan<byte> payload);
 
 // ListenFd: the shared listening socket (--balance shared), else -1. Whoever receives it closes it.
 internal readonly record struct BindResult(int ListenerId, SocketError Error, string Text, int ListenFd = -1)

@@ -27,12 +27,22 @@ internal enum FrameType : byte
     // worker → supervisor: target (i32: -1 the supervisor, -2 every other worker), JSON (UTF-8, rest)
     // supervisor → worker: sender (i32: a worker id, or -1 for the supervisor and the CLI), JSON (UTF-8, rest)
     Message = 11,
+    // SignalR backplane traffic, relayed as is, in order per sender, and never parsed by the supervisor.
+    // worker → supervisor: target (i32: -2 every other worker, or one worker's relay id), payload (rest)
+    // supervisor → worker: sender's relay id (i32: its pid), payload (rest)
+    Hub = 12,
 }
 
 internal static class MessageTargets
 {
     public const int Supervisor = -1;
     public const int OtherWorkers = -2;
+}
+
+internal static class HubFrameLimits
+{
+    // A Hub frame's payload, after the type and the target.
+    internal const int MaxPayloadBytes = FrameLimits.MaxFrameSize - 5;
 }
 
 internal static class FrameLimits

@@ -86,5 +86,9 @@ public sealed class ChannelFullTests(ITestOutputHelper output)
         public void Message(WorkerSession session, int target, byte[] json)
         {
         }
+
+        public void RelayHub(WorkerSession session, int target, ReadOnlySpan<byte> payload)
+        {
+        }
     }
 }

@@ -287,5 +287,9 @@ public sealed class ProtocolFuzzTests(ITestOutputHelper output)
             _ = System.Text.Encoding.UTF8.GetString(json);
             session.SendMessage(session.Id, json);
         }
+
+        public void RelayHub(WorkerSession session, int target, ReadOnlySpan<byte> payload)
+        {
+        }
     }
 }
