@@ -154,4 +154,10 @@ internal static partial class SupervisorLog
 
     [LoggerMessage(50, LogLevel.Warning, "Cannot take over the control socket and pid file: {Reason}", EventName = "TakeOverFilesFailed")]
     public static partial void TakeOverFilesFailed(ILogger logger, string reason);
+
+    [LoggerMessage(51, LogLevel.Information, "Request-aware affinity on ({Reason}): each new connection goes to the worker its first request's kc-worker cookie names", EventName = "AffinityOn")]
+    public static partial void AffinityOn(ILogger logger, string reason);
+
+    [LoggerMessage(52, LogLevel.Warning, "Worker {Id} serves SignalR or Blazor Server endpoints, but with --balance shared the kernel spreads connections: a client's negotiate and its transport request may reach different workers (use round-robin, which then routes by cookie)", EventName = "AffinityUnavailable")]
+    public static partial void AffinityUnavailable(ILogger logger, int id);
 }

@@ -12,7 +12,8 @@ internal enum FrameType : byte
     Bind = 3,
     // supervisor → worker: request id (i32), listener id (i32, -1 on failure), SocketError (i32), text (bound endpoint or reason)
     BindResult = 4,
-    // worker → supervisor: the host has started; connections may come
+    // worker → supervisor: the host has started; connections may come. Then features (u8, WorkerFeatures), sent
+    // only to a supervisor of protocol revision 2 or later (KESTREL_CLUSTER_PROTOCOL); absent means none.
     Ready = 5,
     // supervisor → worker: count (u8), count × (listener id i32, sequence i64); the fds ride along in the same message
     Connections = 6,
@@ -27,6 +28,15 @@ internal enum FrameType : byte
     // worker → supervisor: target (i32: -1 the supervisor, -2 every other worker), JSON (UTF-8, rest)
     // supervisor → worker: sender (i32: a worker id, or -1 for the supervisor and the CLI), JSON (UTF-8, rest)
     Message = 11,
+}
+
+// What a worker's app needs of the supervisor, from its Ready frame.
+[Flags]
+internal enum WorkerFeatures : byte
+{
+    None = 0,
+    // SignalR or Blazor Server endpoints (a negotiate endpoint): route each connection by its first request.
+    RealTimeEndpoints = 1,
 }
 
 internal static class MessageTargets
