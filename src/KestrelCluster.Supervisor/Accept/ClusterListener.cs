@@ -79,6 +79,9 @@ internal sealed class ClusterListener : IDisposable
     /// <summary>Request-aware affinity's connections waiting for their first request; only the accept thread touches it.</summary>
     internal FirstBytesWait? FirstBytes { get; set; }
 
+    /// <summary>Whether the caller is this listener's accept thread (connections handed over in an upgrade come on another).</summary>
+    internal bool OnAcceptThread => _acceptThread == Thread.CurrentThread;
+
     /// <summary>This supervisor alone serves the socket now (it took over in an upgrade).</summary>
     public void Claim() => _released = false;
 

@@ -23,10 +23,13 @@ internal sealed class AffinityRouter(Dispatcher dispatcher, bool clientKeys)
         return !was;
     }
 
-    /// <summary>On the listener's accept thread: routes the connections whose first request can be read now, and keeps the others waiting.</summary>
+    /// <summary>
+    /// Routes the connections whose first request can be read now; on the listener's accept thread, keeps the others
+    /// waiting (elsewhere, as with connections an upgrade hands over, they go on at once).
+    /// </summary>
     public void Route(ReadOnlySpan<int> fds, ClusterListener listener)
     {
-        var wait = listener.FirstBytes ??= new FirstBytesWait(this, listener);
+        var wait = listener.OnAcceptThread ? listener.FirstBytes ??= new FirstBytesWait(this, listener) : null;
         var now = Environment.TickCount64;
         var deadline = now + FirstBytesWait.MaxWaitMilliseconds;
         Span<int> routed = stackalloc int[fds.Length];
@@ -35,8 +38,8 @@ internal sealed class AffinityRouter(Dispatcher dispatcher, bool clientKeys)
         var count = 0;
         foreach (var fd in fds)
         {
-            var (hint, partial) = Peek(fd, final: false);
-            if (hint.Kind == FirstRequestKind.Incomplete && wait.TryAdd(fd, deadline, partial, now))
+            var (hint, partial) = Peek(fd, final: wait is null);
+            if (hint.Kind == FirstRequestKind.Incomplete && wait!.TryAdd(fd, deadline, partial, now))
             {
                 continue;
             }
