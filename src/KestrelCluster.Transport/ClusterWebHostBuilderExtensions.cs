@@ -54,6 +54,7 @@ public static class ClusterWebHostBuilderExtensions
 
             services.AddSingleton<ConnectionDrain>();
             services.AddSingleton<IStartupFilter, DrainStartupFilter>();
+            services.AddSingleton<IStartupFilter, AffinityCookieStartupFilter>();
             services.AddSingleton<SupervisorChannel>();
             services.AddSingleton<IClusterWorker>(provider =>
             {

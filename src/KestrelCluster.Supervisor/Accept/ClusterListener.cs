@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Sockets;
 using KestrelCluster.Interop;
 using KestrelCluster.Protocol;
+using KestrelCluster.Supervisor.Distribution;
 using KestrelCluster.Supervisor.Upgrade;
 
 namespace KestrelCluster.Supervisor.Accept;
@@ -75,6 +76,12 @@ internal sealed class ClusterListener : IDisposable
 
     public bool IsAccepting => _acceptThread is not null && !_stopped;
 
+    /// <summary>Request-aware affinity's connections waiting for their first request; only the accept thread touches it.</summary>
+    internal FirstBytesWait? FirstBytes { get; set; }
+
+    /// <summary>Whether the caller is this listener's accept thread (connections handed over in an upgrade come on another).</summary>
+    internal bool OnAcceptThread => _acceptThread == Thread.CurrentThread;
+
     /// <summary>This supervisor alone serves the socket now (it took over in an upgrade).</summary>
     public void Claim() => _released = false;
 
@@ -128,6 +135,19 @@ internal sealed class ClusterListener : IDisposable
 
     private void AcceptLoop(AcceptedHandler onAccepted, Action<ClusterListener, int> onAcceptError)
     {
+        try
+        {
+            AcceptUntilStopped(onAccepted, onAcceptError);
+        }
+        finally
+        {
+            // Accepted connections are never dropped here: those still waiting for their first bytes go on as they are.
+            FirstBytes?.Flush();
+        }
+    }
+
+    private void AcceptUntilStopped(AcceptedHandler onAccepted, Action<ClusterListener, int> onAcceptError)
+    {
         var handle = _socket.SafeHandle.DangerousGetHandle();
         Span<int> batch = stackalloc int[MaxBatch];
         while (!_stopped)
@@ -159,11 +179,19 @@ internal sealed class ClusterListener : IDisposable
 
             if (_stopped || count == batch.Length)
             {
+                if (FirstBytes is { Count: > 0 })
+                {
+                    PollFirstBytes(handle, FirstBytes, sleep: false);
+                }
+
                 continue;
             }
 
             switch (errno)
             {
+                case Errno.EAGAIN when FirstBytes is { Count: > 0 } waiting:
+                    PollFirstBytes(handle, waiting, sleep: true);
+                    continue;
                 case Errno.EAGAIN:
                     WaitForConnection(handle);
                     continue;
@@ -184,6 +212,17 @@ internal sealed class ClusterListener : IDisposable
     {
         var poll = new Libc.PollFd { Fd = (int)handle, Events = Libc.POLLIN };
         _ = Libc.Poll(ref poll, 1, ReleaseCheckMilliseconds);
+    }
+
+    // The same with connections waiting for their first request: one poll for the backlog and their bytes.
+    private static void PollFirstBytes(nint handle, FirstBytesWait waiting, bool sleep)
+    {
+        Span<Libc.PollFd> polls = stackalloc Libc.PollFd[1 + FirstBytesWait.Capacity];
+        polls[0] = new Libc.PollFd { Fd = (int)handle, Events = Libc.POLLIN };
+        var count = waiting.Count;
+        var timeout = waiting.FillPoll(polls[1..], Environment.TickCount64);
+        _ = Libc.Poll(ref polls[0], (nuint)(1 + count), sleep ? Math.Min(timeout, ReleaseCheckMilliseconds) : 0);
+        waiting.Polled(polls[1..(1 + count)], Environment.TickCount64);
     }
 
     /// <summary>

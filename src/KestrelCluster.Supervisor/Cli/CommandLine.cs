@@ -39,6 +39,8 @@ internal static class CommandLine
           --urls <urls>           endpoints for the workers, ';'-separated (sets ASPNETCORE_URLS)
           --balance <mode>        round-robin (default), least-connections, sticky (client address)
                                   or shared (each worker accepts on its own listening socket)
+          --affinity <mode>       auto (default): on once a worker serves SignalR or Blazor Server, whose
+                                  requests then go to the worker their first request's cookie names; on; off
           --kill-timeout <s>      drain time before a worker is killed (default 30)
           --ready-timeout <s>     time a new worker has to become ready (default 30)
           --heartbeat-timeout <s> replace a worker silent this long, e.g. a starved thread pool (default 30; 0: off)
@@ -325,6 +327,14 @@ internal static class CommandLine
 
         return string.Join(';', urls);
     }
+
+    internal static AffinityMode ParseAffinity(string value) => value switch
+    {
+        "auto" => AffinityMode.Auto,
+        "on" => AffinityMode.On,
+        "off" => AffinityMode.Off,
+        _ => throw new CommandLineException($"--affinity must be one of auto, on, off; got '{value}'."),
+    };
 
     internal static BalanceMode ParseBalance(string value) => value switch
     {

@@ -21,6 +21,8 @@ internal sealed class RunOptions
 
     public BalanceMode Balance { get; set; } = BalanceMode.RoundRobin;
 
+    public AffinityMode Affinity { get; set; } = AffinityMode.Auto;
+
     public TimeSpan KillTimeout { get; set; } = TimeSpan.FromSeconds(DefaultKillTimeoutSeconds);
 
     public TimeSpan ReadyTimeout { get; set; } = TimeSpan.FromSeconds(DefaultReadyTimeoutSeconds);

@@ -24,6 +24,7 @@ internal static class RunSettings
         new("project", null, "project", (o, v) => o.Project = v.Length > 0 ? v : throw new CommandLineException("option '--project' needs a value.")),
         new("cwd", null, "cwd", (o, v) => o.WorkingDirectory = v.Length > 0 ? v : throw new CommandLineException("option '--cwd' needs a value.")),
         new("balance", null, "balance", (o, v) => o.Balance = CommandLine.ParseBalance(v)),
+        new("affinity", null, "affinity", (o, v) => o.Affinity = CommandLine.ParseAffinity(v)),
         new("kill-timeout", null, "killTimeout", (o, v) => o.KillTimeout = CommandLine.ParseSeconds("--kill-timeout", v, allowZero: true)),
         new("ready-timeout", null, "readyTimeout", (o, v) => o.ReadyTimeout = CommandLine.ParseSeconds("--ready-timeout", v, allowZero: false)),
         new("heartbeat-timeout", null, "heartbeatTimeout", (o, v) => o.HeartbeatTimeout = CommandLine.ParseSeconds("--heartbeat-timeout", v, allowZero: true)),
@@ -61,6 +62,11 @@ internal static class RunSettings
         if (options.Project is not null && options.Command.Count > 0)
         {
             throw new CommandLineException("give either a project or a command after '--', not both.");
+        }
+
+        if (options.Affinity == AffinityMode.On && options.Balance == BalanceMode.Shared)
+        {
+            throw new CommandLineException("--affinity on needs the supervisor to accept connections; with --balance shared the workers accept them.");
         }
 
         if (options.WorkingDirectory is not null && options.Command.Count == 0)

@@ -4,8 +4,9 @@ namespace KestrelCluster.Supervisor.Distribution;
 
 // A passed connection the supervisor still owns: its fd stays open here until the worker acknowledges it.
 // AcceptedAt is the dispatcher's clock (ms, for expiry); Timestamp is Stopwatch ticks (for handoff latency);
-// Key is the client's address hash for sticky distribution (0: none).
-internal readonly record struct Handoff(int Fd, int ListenerId, long AcceptedAt, long Timestamp = 0, ulong Key = 0);
+// Key is the client's address hash for sticky distribution (0: none); Worker is the slot request-aware affinity
+// asks for (-1: none).
+internal readonly record struct Handoff(int Fd, int ListenerId, long AcceptedAt, long Timestamp = 0, ulong Key = 0, int Worker = -1);
 
 // One entry of a Connections frame.
 internal readonly record struct OutgoingConnection(int ListenerId, long Sequence, int Fd);

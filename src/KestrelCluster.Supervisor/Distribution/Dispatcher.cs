@@ -3,8 +3,8 @@ using KestrelCluster.Supervisor.Cli;
 
 namespace KestrelCluster.Supervisor.Distribution;
 
-// Hands accepted connections to ready workers (round-robin, least-connections or sticky by client address),
-// with a bounded window of unacknowledged connections per worker. A connection leaves the supervisor only when a worker acknowledges it: a refused
+// Hands accepted connections to ready workers (round-robin, least-connections or sticky by client address; the
+// slot request-aware affinity names first), with a bounded window of unacknowledged connections per worker. A connection leaves the supervisor only when a worker acknowledges it: a refused
 // connection, or one held by a worker that died, goes to the next worker (Node's round_robin_handle.js).
 // With no worker able to take it, it waits, bounded in number and time, instead of being dropped.
 internal sealed class Dispatcher
@@ -85,10 +85,11 @@ internal sealed class Dispatcher
     }
 
     /// <summary>
-    /// Takes ownership of fds accepted together (keys: their client hashes for sticky, or empty). Each worker
-    /// gets its share of them in one frame. Blocks the accept thread while the waiting queue is full.
+    /// Takes ownership of fds accepted together (keys: their client hashes for sticky, or empty; workers: the slot
+    /// each one's affinity cookie names, -1 for none, or empty). Each worker gets its share of them in one frame.
+    /// Blocks the accept thread while the waiting queue is full.
     /// </summary>
-    public void Dispatch(ReadOnlySpan<int> fds, int listenerId, ReadOnlySpan<ulong> keys = default)
+    public void Dispatch(ReadOnlySpan<int> fds, int listenerId, ReadOnlySpan<ulong> keys = default, ReadOnlySpan<int> workers = default)
     {
         lock (_gate)
         {
@@ -118,7 +119,7 @@ internal sealed class Dispatcher
                         return;
                     }
 
-                    var handoff = new Handoff(fds[i], listenerId, _clock(), System.Diagnostics.Stopwatch.GetTimestamp(), keys.IsEmpty ? 0 : keys[i]);
+                    var handoff = new Handoff(fds[i], listenerId, _clock(), System.Diagnostics.Stopwatch.GetTimestamp(), keys.IsEmpty ? 0 : keys[i], workers.IsEmpty ? -1 : workers[i]);
                     if (_waiting.Count > 0 || !TrySendLocked(handoff))
                     {
                         _waiting.AddLast(handoff);
@@ -343,12 +344,33 @@ internal sealed class Dispatcher
 
     private bool TrySendLocked(Handoff handoff, DispatchTarget? except = null)
     {
+        if (handoff.Worker >= 0 && TrySendToSlotLocked(handoff, except))
+        {
+            return true;
+        }
+
+        // A key outside sticky mode comes from request-aware affinity: a TLS connection, placed by client address.
         return _balance switch
         {
+            _ when handoff.Key != 0 => TrySendRankedLocked(handoff, except, static (t, key) => (long)(ClientKey.Score(key, t.Id) >> 1)),
             BalanceMode.LeastConnections => TrySendRankedLocked(handoff, except, static (t, _) => -t.EstimatedOpen),
-            BalanceMode.Sticky when handoff.Key != 0 => TrySendRankedLocked(handoff, except, static (t, key) => (long)(ClientKey.Score(key, t.Id) >> 1)),
             _ => TrySendRoundRobinLocked(handoff, except),
         };
+    }
+
+    // The worker that holds the client's SignalR connection or Blazor circuit, with sticky's larger window: a burst
+    // of reconnects stays with it. If that slot is gone or stuck, the caller picks another (the client renegotiates).
+    private bool TrySendToSlotLocked(Handoff handoff, DispatchTarget? except)
+    {
+        foreach (var target in _ready)
+        {
+            if (target.Id == handoff.Worker)
+            {
+                return target != except && target.Unacked.Count < StickyWindow && target.Serves(handoff.ListenerId) && SendLocked(target, handoff);
+            }
+        }
+
+        return false;
     }
 
     private bool CanTake(DispatchTarget target, Handoff handoff, DispatchTarget? except)

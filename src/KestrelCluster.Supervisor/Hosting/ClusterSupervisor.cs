@@ -38,6 +38,8 @@ internal sealed partial class ClusterSupervisor : IWorkerSessionHandler, IDispos
     private readonly Dispatcher _dispatcher;
     private readonly ListenerRegistry _listeners;
     private readonly AcceptedHandler? _onAccepted;
+    private readonly AffinityRouter _affinity;
+    private bool _warnedAffinityUnavailable;
     private readonly RuntimeDirectory _runtimeDirectory;
     private readonly ChannelServer _channelServer;
     private readonly List<WorkerSlot> _slots;
@@ -105,11 +107,18 @@ internal sealed partial class ClusterSupervisor : IWorkerSessionHandler, IDispos
             window: options.Balance == BalanceMode.Sticky ? Dispatcher.StickyWindow : Dispatcher.DefaultWindow,
             balance: options.Balance);
         _metrics = new ClusterMetrics(_dispatcher);
+        _affinity = new AffinityRouter(_dispatcher, clientKeys: options.Balance == BalanceMode.Sticky);
         _onAccepted = options.Balance switch
             {
                 BalanceMode.Sticky => (fds, listener) =>
                 {
                     _metrics.ConnectionsAccepted(fds.Length);
+                    if (_affinity.IsOn)
+                    {
+                        _affinity.Route(fds, listener);
+                        return;
+                    }
+
                     Span<ulong> keys = stackalloc ulong[fds.Length];
                     for (var i = 0; i < fds.Length; i++)
                     {
@@ -121,6 +130,12 @@ internal sealed partial class ClusterSupervisor : IWorkerSessionHandler, IDispos
                 _ => (fds, listener) =>
                 {
                     _metrics.ConnectionsAccepted(fds.Length);
+                    if (_affinity.IsOn)
+                    {
+                        _affinity.Route(fds, listener);
+                        return;
+                    }
+
                     _dispatcher.Dispatch(fds, listener.Id);
                 },
             };
@@ -168,6 +183,11 @@ internal sealed partial class ClusterSupervisor : IWorkerSessionHandler, IDispos
                 _errorOutput.WriteLine($"kestrel-cluster: error: cannot serve --admin-urls {adminUrls}: {ex.Message}");
                 return 1;
             }
+        }
+
+        if (_options.Affinity == AffinityMode.On && _affinity.TurnOn())
+        {
+            SupervisorLog.AffinityOn(_logger, "--affinity on");
         }
 
         SupervisorLog.Starting(_logger, _slots.Count, _command.AppName, _command.ToString());
@@ -369,6 +389,7 @@ internal sealed partial class ClusterSupervisor : IWorkerSessionHandler, IDispos
         }
 
         slot?.Ready();
+        TurnOnAffinityIfNeeded(session);
         _dispatcher.AddReady(session);
         SupervisorLog.WorkerReady(_logger, instance.SlotId, instance.Pid, instance.Generation, instance.ReadyAt - instance.StartedAt);
 
@@ -396,6 +417,31 @@ internal sealed partial class ClusterSupervisor : IWorkerSessionHandler, IDispos
 
         StartDueWorkers();
         CompleteScaleWaiters();
+    }
+
+    private void TurnOnAffinityIfNeeded(WorkerSession session)
+    {
+        if (_options.Affinity != AffinityMode.Auto || (session.Features & WorkerFeatures.RealTimeEndpoints) == 0)
+        {
+            return;
+        }
+
+        if (_options.Balance == BalanceMode.Shared)
+        {
+            if (!_warnedAffinityUnavailable)
+            {
+                _warnedAffinityUnavailable = true;
+                SupervisorLog.AffinityUnavailable(_logger, session.Id);
+            }
+
+            return;
+        }
+
+        // Stays on for the run: a later generation without hubs is rare, and the cost is a peek per connection.
+        if (_affinity.TurnOn())
+        {
+            SupervisorLog.AffinityOn(_logger, $"worker {session.Id} serves SignalR or Blazor Server endpoints");
+        }
     }
 
     private WorkerSlot? SlotOf(WorkerInstance instance) => _slots.Find(s => s.Id == instance.SlotId);

@@ -160,4 +160,10 @@ internal static partial class SupervisorLog
 
     [LoggerMessage(52, LogLevel.Warning, "A SignalR backplane frame for worker {WorkerId} (pid {Pid}) was dropped: its channel is full or closed ({Dropped} dropped since start)", EventName = "HubFramesDropped")]
     public static partial void HubFramesDropped(ILogger logger, int workerId, int pid, long dropped);
+
+    [LoggerMessage(53, LogLevel.Information, "Request-aware affinity on ({Reason}): each new connection goes to the worker its first request's kc-worker cookie names", EventName = "AffinityOn")]
+    public static partial void AffinityOn(ILogger logger, string reason);
+
+    [LoggerMessage(54, LogLevel.Warning, "Worker {Id} serves SignalR or Blazor Server endpoints, but with --balance shared the kernel spreads connections: a client's negotiate and its transport request may reach different workers (use round-robin, which then routes by cookie)", EventName = "AffinityUnavailable")]
+    public static partial void AffinityUnavailable(ILogger logger, int id);
 }

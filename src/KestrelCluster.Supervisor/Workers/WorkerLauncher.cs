@@ -67,6 +67,7 @@ internal sealed class ProcessWorkerLauncher(string channelPath, string? urls, Te
         startInfo.Environment[ClusterEnvironment.Token] = launch.Token;
         startInfo.Environment[ClusterEnvironment.WorkerId] = launch.SlotId.ToString(System.Globalization.CultureInfo.InvariantCulture);
         startInfo.Environment[ClusterEnvironment.Generation] = launch.Generation.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        startInfo.Environment[ClusterEnvironment.Protocol] = ClusterEnvironment.ProtocolRevision.ToString(System.Globalization.CultureInfo.InvariantCulture);
         startInfo.Environment[ClusterEnvironment.DataProtectionKeys] = Hosting.RuntimeDirectory.DataProtectionKeysPathBeside(channelPath);
         if (urls is not null)
         {

@@ -58,6 +58,9 @@ internal sealed class WorkerSession : DispatchTarget, IDisposable
 
     public long LastStatusAt { get; private set; }
 
+    // From the Ready frame; none from a worker that predates the field.
+    public WorkerFeatures Features { get; private set; }
+
     public void Start() => _ = Task.Run(ReceiveLoopAsync);
 
     protected internal override int SendConnections(ReadOnlySpan<OutgoingConnection> connections)
@@ -240,6 +243,7 @@ internal sealed class WorkerSession : DispatchTarget, IDisposable
                 LastStatusAt = _clock();
                 break;
             case FrameType.Ready:
+                Features = reader.Remaining > 0 ? (WorkerFeatures)reader.ReadByte() : WorkerFeatures.None;
                 reader.EnsureEnd();
                 _handler.Ready(this);
                 break;

@@ -166,13 +166,23 @@ internal sealed class SupervisorChannel : IAsyncDisposable
         TrySendQuietly(writer.Written);
     }
 
-    public async Task ReportReadyAsync(CancellationToken cancellationToken)
+    public async Task ReportReadyAsync(WorkerFeatures features, CancellationToken cancellationToken)
     {
         await EnsureConnectedAsync(cancellationToken).ConfigureAwait(false);
-        Span<byte> buffer = stackalloc byte[1];
-        TrySendQuietly(new FrameWriter(buffer, FrameType.Ready).Written);
+        Span<byte> buffer = stackalloc byte[2];
+        var writer = new FrameWriter(buffer, FrameType.Ready);
+        if (SupervisorReadsFeatures)
+        {
+            writer.WriteByte((byte)features);
+        }
+
+        TrySendQuietly(writer.Written);
         ClusterTransportLog.ReportedReady(_logger, WorkerId, Generation);
     }
+
+    // An older supervisor takes any byte after Ready's type for a malformed frame.
+    private static bool SupervisorReadsFeatures
+        => int.TryParse(Environment.GetEnvironmentVariable(ClusterEnvironment.Protocol), System.Globalization.CultureInfo.InvariantCulture, out var revision) && revision >= 2;
 
     public void Acknowledge(ReadOnlySpan<long> sequences, bool accepted)
     {

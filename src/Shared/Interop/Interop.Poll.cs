@@ -5,6 +5,8 @@ namespace KestrelCluster.Interop;
 internal static partial class Libc
 {
     internal const short POLLIN = 0x001;
+    internal const short POLLERR = 0x008;
+    internal const short POLLHUP = 0x010;
 
     [StructLayout(LayoutKind.Sequential)]
     internal struct PollFd

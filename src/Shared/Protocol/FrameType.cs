@@ -12,7 +12,8 @@ internal enum FrameType : byte
     Bind = 3,
     // supervisor → worker: request id (i32), listener id (i32, -1 on failure), SocketError (i32), text (bound endpoint or reason)
     BindResult = 4,
-    // worker → supervisor: the host has started; connections may come
+    // worker → supervisor: the host has started; connections may come. Then features (u8, WorkerFeatures), sent
+    // only to a supervisor of protocol revision 2 or later (KESTREL_CLUSTER_PROTOCOL); absent means none.
     Ready = 5,
     // supervisor → worker: count (u8), count × (listener id i32, sequence i64); the fds ride along in the same message
     Connections = 6,
@@ -31,6 +32,15 @@ internal enum FrameType : byte
     // worker → supervisor: target (i32: -2 every other worker, or one worker's relay id), payload (rest)
     // supervisor → worker: sender's relay id (i32: its pid), payload (rest)
     Hub = 12,
+}
+
+// What a worker's app needs of the supervisor, from its Ready frame.
+[Flags]
+internal enum WorkerFeatures : byte
+{
+    None = 0,
+    // SignalR or Blazor Server endpoints (a negotiate endpoint): route each connection by its first request.
+    RealTimeEndpoints = 1,
 }
 
 internal static class MessageTargets

@@ -56,6 +56,30 @@ public sealed class CommandLineTests
         Assert.Equal(Enum.Parse<BalanceMode>(expected), ParseRun("--balance", value).Balance);
     }
 
+    [Theory]
+    [InlineData("auto", "Auto")]
+    [InlineData("on", "On")]
+    [InlineData("off", "Off")]
+    public void Parse_EachAffinityMode_SetsIt(string value, string expected)
+    {
+        Assert.Equal(Enum.Parse<AffinityMode>(expected), ParseRun("--affinity", value).Affinity);
+    }
+
+    [Fact]
+    public void Parse_NoAffinity_Auto()
+    {
+        Assert.Equal(AffinityMode.Auto, ParseRun().Affinity);
+    }
+
+    [Fact]
+    public void Parse_UnsupportedAffinity_ErrorNamesValue()
+    {
+        var message = ParseError("run", "--affinity", "cookie");
+
+        Assert.Contains("--affinity", message);
+        Assert.Contains("got 'cookie'", message);
+    }
+
     [Fact]
     public void Parse_ShortOptions_SameAsLongOnes()
     {

@@ -24,6 +24,23 @@ public sealed class RunSettingsTests
     }
 
     [Fact]
+    public void ApplyLayers_AffinityFromFileOrEnvironment_SetsIt_AndOnWithSharedIsRefused()
+    {
+        using var folder = new TemporaryFolder();
+        File.WriteAllText(Path.Combine(folder.Path, "kestrel-cluster.json"), """{ "affinity": "off" }""");
+        var fromFile = Parse();
+        var fromEnvironment = Parse();
+
+        RunSettings.ApplyLayers(fromFile, _ => null, folder.Path);
+        RunSettings.ApplyLayers(fromEnvironment, v => v == "KESTREL_CLUSTER_AFFINITY" ? "on" : null, folder.Path);
+
+        Assert.Equal(AffinityMode.Off, fromFile.Affinity);
+        Assert.Equal(AffinityMode.On, fromEnvironment.Affinity);
+        var shared = Parse("--affinity", "on", "--balance", "shared");
+        Assert.Contains("--balance shared", Assert.Throws<CommandLineException>(() => RunSettings.ApplyLayers(shared, _ => null, folder.Path)).Message);
+    }
+
+    [Fact]
     public void ApplyLayers_CwdFromEnvironmentOrFile_SetsTheCommandsWorkingFolder()
     {
         using var folder = new TemporaryFolder();

@@ -613,6 +613,52 @@ public sealed class DispatcherTests : IDisposable
         Assert.False(second.IsOpen);
     }
 
+    [Fact]
+    public void Dispatch_AffinityNamesAWorker_GoesThereInsteadOfRoundRobin()
+    {
+        var dispatcher = NewDispatcher();
+        var a = Ready(dispatcher, 0);
+        var b = Ready(dispatcher, 1);
+
+        var fds = Enumerable.Range(0, 4).Select(_ => _files.Open()).ToList();
+        foreach (var fd in fds)
+        {
+            dispatcher.Dispatch([fd.Fd], 0, workers: [1]);
+        }
+
+        Assert.Empty(a.SentFds);
+        Assert.Equal(fds.Select(f => f.Fd), b.SentFds);
+    }
+
+    [Fact]
+    public void Dispatch_AffinityNamesAWorkerThatIsGone_GoesRoundRobin()
+    {
+        var dispatcher = NewDispatcher();
+        var a = Ready(dispatcher, 0);
+        var b = Ready(dispatcher, 1);
+        dispatcher.Lost(b);
+
+        var fd = _files.Open();
+        dispatcher.Dispatch([fd.Fd], 0, workers: [1]);
+
+        Assert.Equal([fd.Fd], a.SentFds);
+    }
+
+    [Fact]
+    public void Dispatch_AffinityWorkerRefuses_AnotherWorkerTakesIt()
+    {
+        var dispatcher = NewDispatcher();
+        var a = Ready(dispatcher, 0);
+        var b = Ready(dispatcher, 1);
+        var fd = _files.Open();
+        dispatcher.Dispatch([fd.Fd], 0, workers: [1]);
+
+        Assert.True(dispatcher.Acknowledge(b, b.Sent.Single().Sequence, accepted: false));
+
+        Assert.Equal([fd.Fd], a.SentFds);
+        Assert.True(fd.IsOpen);
+    }
+
     private sealed class FakeTarget(int id) : DispatchTarget
     {
         private readonly List<(int ListenerId, long Sequence, int Fd)> _sent = [];

@@ -19,7 +19,7 @@ internal static class TestPaths
     /// <summary>test/TestApps/DataProtectionApp's build: an antiforgery form flow (GET and POST /form).</summary>
     public static string DataProtectionAppDll { get; } = Path.Combine(RepoRoot, "test", "TestApps", "DataProtectionApp", "bin", Configuration, "net10.0", "DataProtectionApp.dll");
 
-    /// <summary>test/TestApps/ChatApp's build: a SignalR chat hub (/chat) with every Clients.* target.</summary>
+    /// <summary>test/TestApps/ChatApp's build: a SignalR chat hub (/chat) with every Clients.* target; its WhoAmI names the worker and the transport.</summary>
     public static string ChatAppDll { get; } = Path.Combine(RepoRoot, "test", "TestApps", "ChatApp", "bin", Configuration, "net10.0", "ChatApp.dll");
 
     public static string Dotnet { get; } = Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") is { Length: > 0 } host && File.Exists(host) ? host : "dotnet";

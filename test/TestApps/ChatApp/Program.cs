@@ -1,4 +1,5 @@
 using KestrelCluster;
+using Microsoft.AspNetCore.Http.Connections.Features;
 using Microsoft.AspNetCore.SignalR;
 
 var builder = WebApplication.CreateBuilder(args);
@@ -24,7 +25,7 @@ app.Run();
 
 internal sealed class ChatHub(IClusterWorker worker) : Hub
 {
-    public WorkerInfo WhoAmI() => new(Environment.ProcessId, worker.Id, worker.Generation, Context.ConnectionId);
+    public WorkerInfo WhoAmI() => new(Environment.ProcessId, worker.Id, worker.Generation, Context.ConnectionId, Context.Features.Get<IHttpTransportFeature>()?.TransportType.ToString() ?? "unknown");
 
     public Task Send(string text) => Clients.All.SendAsync("message", Context.ConnectionId, text);
 
@@ -59,7 +60,8 @@ internal sealed class ChatHub(IClusterWorker worker) : Hub
     public Task<string> Ask(string connectionId, string question) => Clients.Client(connectionId).InvokeAsync<string>("answer", question, Context.ConnectionAborted);
 }
 
-public sealed record WorkerInfo(int Pid, int WorkerId, int Generation, string ConnectionId);
+// Transport: how the client reached this worker (WebSockets, ServerSentEvents, LongPolling).
+public sealed record WorkerInfo(int Pid, int WorkerId, int Generation, string ConnectionId, string Transport);
 
 // The user is whoever the query string says (?user=alice): enough to test Clients.User across workers.
 internal sealed class QueryUserIdProvider : IUserIdProvider
