@@ -21,6 +21,9 @@ internal sealed class RunOptions
 
     public BalanceMode Balance { get; set; } = BalanceMode.RoundRobin;
 
+    // Threads accepting on each TCP endpoint when the supervisor accepts (not --balance shared).
+    public int AcceptThreads { get; set; } = Accept.AcceptThreadCount.DefaultFor(Environment.ProcessorCount);
+
     public TimeSpan KillTimeout { get; set; } = TimeSpan.FromSeconds(DefaultKillTimeoutSeconds);
 
     public TimeSpan ReadyTimeout { get; set; } = TimeSpan.FromSeconds(DefaultReadyTimeoutSeconds);

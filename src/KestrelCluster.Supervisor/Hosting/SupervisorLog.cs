@@ -154,4 +154,7 @@ internal static partial class SupervisorLog
 
     [LoggerMessage(50, LogLevel.Warning, "Cannot take over the control socket and pid file: {Reason}", EventName = "TakeOverFilesFailed")]
     public static partial void TakeOverFilesFailed(ILogger logger, string reason);
+
+    [LoggerMessage(51, LogLevel.Information, "Accepting on {EndPoint} on {Threads} threads, each on its own SO_REUSEPORT socket", EventName = "AcceptingOnThreads")]
+    public static partial void AcceptingOnThreads(ILogger logger, string endPoint, int threads);
 }
