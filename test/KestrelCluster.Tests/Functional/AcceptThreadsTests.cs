@@ -73,4 +73,47 @@ public sealed class AcceptThreadsTests(ITestOutputHelper output)
         Assert.Equal(0, await cluster.WaitForExitAsync(TimeSpan.FromSeconds(30)));
         Assert.True(await ProcessInfo.WaitUntilGoneAsync(cluster.WorkerPids, TimeSpan.FromSeconds(5)));
     }
+
+    [Fact]
+    public async Task TwoAcceptThreads_UpgradeUnderLoad_NewSupervisorHoldsBothSocketsAndNoRequestFails()
+    {
+        await using var cluster = await ClusterRun.StartReadyAsync(output, workers: 2, extraArguments: ["--accept-threads", "2"]);
+        var port = cluster.Port;
+        var inodes = ListeningInodes(port);
+        Assert.Equal(2, inodes.Count);
+        using var stopLoad = new CancellationTokenSource();
+        var load = LoadRunner.RunAsync(new Uri($"http://127.0.0.1:{port}/"), keepAliveClients: 8, newConnectionClients: 8, TimeSpan.FromMinutes(5), stopLoad.Token);
+
+        var (exitCode, _, stderr) = await cluster.RunCliAsAsync(null, TimeSpan.FromMinutes(4), "upgrade", "-n", cluster.Name);
+        Assert.True(exitCode == 0, stderr);
+        Assert.Equal(0, await cluster.WaitForProcessExitAsync(TimeSpan.FromSeconds(90)));
+        var newSupervisor = Assert.Single(cluster.UpgradedSupervisorPids);
+        // The old supervisor is gone: a socket of the group it had kept back would have closed with it.
+        using (var client = Http.NewConnectionClient($"http://127.0.0.1:{port}"))
+        {
+            for (var i = 0; i < 20; i++)
+            {
+                await Http.GetPidAsync(client);
+            }
+        }
+
+        stopLoad.Cancel();
+        var result = await load.WaitAsync(TimeSpan.FromSeconds(60));
+        output.WriteLine(result.ToString());
+
+        Assert.Equal(0, result.Failed);
+        Assert.True(result.Answered > 200, result.ToString());
+        Assert.Equal(inodes, ListeningInodes(port));
+        Assert.All(inodes, inode => Assert.Contains(ProcessInfo.FdTargets(newSupervisor), t => t.EndsWith($"socket:[{inode}]")));
+    }
+
+    private static List<string> ListeningInodes(int port)
+    {
+        var local = $"0100007F:{port:X4}";
+        return [.. File.ReadLines("/proc/net/tcp").Skip(1)
+            .Select(line => line.Split(' ', StringSplitOptions.RemoveEmptyEntries))
+            .Where(fields => fields[1] == local && fields[3] == "0A")
+            .Select(fields => fields[9])
+            .Order()];
+    }
 }
