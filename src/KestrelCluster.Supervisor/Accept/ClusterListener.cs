@@ -10,9 +10,11 @@ namespace KestrelCluster.Supervisor.Accept;
 /// <summary>Connections a listener just accepted; the handler owns the fds.</summary>
 internal delegate void AcceptedHandler(ReadOnlySpan<int> fds, ClusterListener listener);
 
-// One listening socket, bound once for all workers. A dedicated thread takes every connection waiting in the
-// backlog at once (up to one frame's worth) and hands them to the dispatcher together, so a burst costs one
+// One endpoint, bound once for all workers. A dedicated thread per listening socket takes every connection waiting
+// in its backlog at once (up to one frame's worth) and hands them to the dispatcher together, so a burst costs one
 // dispatch and one send per worker; with the backlog empty it sleeps in poll(). No allocation per connection.
+// With --accept-threads N on TCP the endpoint is N SO_REUSEPORT sockets (the kernel spreads new connections over
+// them), because one thread's accept, dispatch and sendmsg cost caps how many connections a second it can hand off.
 internal sealed class ClusterListener : IDisposable
 {
     private const int Backlog = 4096;
@@ -22,20 +24,26 @@ internal sealed class ClusterListener : IDisposable
     private const int ReleaseCheckMilliseconds = 200;
 
     private readonly Socket _socket;
+    // The sockets the supervisor accepts on, one thread each; the first is _socket.
+    private readonly Socket[] _acceptSockets;
+    // Connections each accept thread took (metrics); each slot written by its own thread only.
+    private readonly long[] _accepted;
     // --balance shared on TCP: a socket per worker slot (the first one is _socket).
     private readonly ReusePortGroup? _group;
-    private Thread? _acceptThread;
+    private Thread[]? _acceptThreads;
     private volatile bool _stopped;
     // The socket is another supervisor's too (upgrade handover): never shut it down or unlink its file.
     private volatile bool _released;
 
-    private ClusterListener(int id, string requested, EndPoint boundEndPoint, Socket socket, ReusePortGroup? group = null)
+    private ClusterListener(int id, string requested, EndPoint boundEndPoint, Socket[] sockets, ReusePortGroup? group = null)
     {
         Id = id;
         Requested = requested;
         BoundEndPoint = boundEndPoint;
         BoundText = EndpointText.Format(boundEndPoint);
-        _socket = socket;
+        _socket = sockets[0];
+        _acceptSockets = sockets;
+        _accepted = new long[sockets.Length];
         _group = group;
     }
 
@@ -48,8 +56,16 @@ internal sealed class ClusterListener : IDisposable
 
     public string BoundText { get; }
 
-    /// <summary>The listening socket's fd (the first of a shared group): what an upgrade hands over and systemd's fd store keeps.</summary>
+    /// <summary>The listening socket's fd (the first of a group): what systemd's fd store keeps.</summary>
     public nint Handle => _socket.SafeHandle.DangerousGetHandle();
+
+    /// <summary>Every socket the supervisor accepts on (one per accept thread): what an upgrade hands over.</summary>
+    public IReadOnlyList<nint> AcceptHandles => [.. _acceptSockets.Select(s => s.SafeHandle.DangerousGetHandle())];
+
+    public int AcceptThreads => _acceptSockets.Length;
+
+    /// <summary>Connections the given accept thread has taken so far.</summary>
+    public long AcceptedBy(int thread) => Volatile.Read(ref _accepted[thread]);
 
     /// <summary>How new connections are spread over the workers' sockets (--balance shared on TCP), else null.</summary>
     public string? Steering => _group?.Steering;
@@ -65,32 +81,55 @@ internal sealed class ClusterListener : IDisposable
 
     public void SlotGone(int slot) => _group?.SlotGone(slot);
 
-    /// <summary>A listening socket someone else bound (systemd socket activation, fd store, an upgrade handover).</summary>
+    /// <summary>
+    /// Listening sockets someone else bound (systemd socket activation, fd store, an upgrade handover): one endpoint,
+    /// one accept thread per socket (several: an upgrade handed over a SO_REUSEPORT group).
+    /// </summary>
     /// <param name="requested">The endpoint the app asked for when it was bound ("127.0.0.1:0"), if known.</param>
     /// <param name="released">Still another supervisor's (upgrade): not shut down or unlinked until <see cref="Claim"/>.</param>
-    public static ClusterListener Adopt(int id, Socket socket, string? requested = null, bool released = false)
+    public static ClusterListener Adopt(int id, IReadOnlyList<Socket> sockets, string? requested = null, bool released = false)
     {
-        var bound = socket.LocalEndPoint!;
-        return new ClusterListener(id, requested ?? EndpointText.Format(bound), bound, socket) { _released = released };
+        var bound = sockets[0].LocalEndPoint!;
+        return new ClusterListener(id, requested ?? EndpointText.Format(bound), bound, [.. sockets]) { _released = released };
     }
 
-    public bool IsAccepting => _acceptThread is not null && !_stopped;
+    public bool IsAccepting => _acceptThreads is not null && !_stopped;
 
-    /// <summary>Request-aware affinity's connections waiting for their first request; only the accept thread touches it.</summary>
-    internal FirstBytesWait? FirstBytes { get; set; }
+    // Request-aware affinity's connections waiting for their first request: one set per accept thread, which alone
+    // polls it (a thread accepts for one listener only).
+    [ThreadStatic]
+    private static FirstBytesWait? t_firstBytes;
 
-    /// <summary>Whether the caller is this listener's accept thread (connections handed over in an upgrade come on another).</summary>
-    internal bool OnAcceptThread => _acceptThread == Thread.CurrentThread;
+    /// <summary>The calling accept thread's connections waiting for their first request; null on any other thread.</summary>
+    internal FirstBytesWait? FirstBytes
+    {
+        get => OnAcceptThread ? t_firstBytes : null;
+        set
+        {
+            if (OnAcceptThread)
+            {
+                t_firstBytes = value;
+            }
+        }
+    }
+
+    /// <summary>Whether the caller is one of this listener's accept threads (connections handed over in an upgrade come on another).</summary>
+    internal bool OnAcceptThread => _acceptThreads is { } threads && Array.IndexOf(threads, Thread.CurrentThread) >= 0;
 
     /// <summary>This supervisor alone serves the socket now (it took over in an upgrade).</summary>
     public void Claim() => _released = false;
 
-    public static ClusterListener Bind(int id, string requested, EndPoint endPoint, bool socketPerSlot = false)
+    public static ClusterListener Bind(int id, string requested, EndPoint endPoint, bool socketPerSlot = false, int acceptThreads = 1)
     {
         if (socketPerSlot && endPoint is IPEndPoint)
         {
             var first = ReusePortGroup.CreateSocket(endPoint);
-            return new ClusterListener(id, requested, first.LocalEndPoint!, first, new ReusePortGroup(first));
+            return new ClusterListener(id, requested, first.LocalEndPoint!, [first], new ReusePortGroup(first));
+        }
+
+        if (acceptThreads > 1 && endPoint is IPEndPoint)
+        {
+            return BindGroup(id, requested, endPoint, acceptThreads);
         }
 
         Socket socket;
@@ -112,7 +151,7 @@ internal sealed class ClusterListener : IDisposable
         {
             socket.Bind(endPoint);
             socket.Listen(Backlog);
-            return new ClusterListener(id, requested, socket.LocalEndPoint!, socket);
+            return new ClusterListener(id, requested, socket.LocalEndPoint!, [socket]);
         }
         catch
         {
@@ -121,23 +160,61 @@ internal sealed class ClusterListener : IDisposable
         }
     }
 
-    public void Start(AcceptedHandler onAccepted, Action<ClusterListener, int> onAcceptError)
+    // The supervisor's own SO_REUSEPORT group, a socket per accept thread. Its sockets close only at stop: one closed
+    // earlier would reset the connections the kernel had queued in it.
+    private static ClusterListener BindGroup(int id, string requested, EndPoint endPoint, int count)
     {
-        // accept4 then says EAGAIN when the backlog is empty, instead of blocking with a batch in hand.
-        _socket.Blocking = false;
-        _acceptThread = new Thread(() => AcceptLoop(onAccepted, onAcceptError))
+        var sockets = new List<Socket>(count);
+        try
         {
-            IsBackground = true,
-            Name = $"kestrel-cluster accept {BoundText}",
-        };
-        _acceptThread.Start();
+            sockets.Add(ReusePortGroup.CreateSocket(endPoint));
+            // Port 0: the others join the port the first one got.
+            var bound = sockets[0].LocalEndPoint!;
+            while (sockets.Count < count)
+            {
+                sockets.Add(ReusePortGroup.CreateSocket(bound));
+            }
+
+            return new ClusterListener(id, requested, bound, [.. sockets]);
+        }
+        catch
+        {
+            foreach (var socket in sockets)
+            {
+                socket.Dispose();
+            }
+
+            throw;
+        }
     }
 
-    private void AcceptLoop(AcceptedHandler onAccepted, Action<ClusterListener, int> onAcceptError)
+    public void Start(AcceptedHandler onAccepted, Action<ClusterListener, int> onAcceptError)
+    {
+        var threads = new Thread[_acceptSockets.Length];
+        for (var i = 0; i < threads.Length; i++)
+        {
+            var index = i;
+            // accept4 then says EAGAIN when the backlog is empty, instead of blocking with a batch in hand.
+            _acceptSockets[i].Blocking = false;
+            threads[i] = new Thread(() => AcceptLoop(index, onAccepted, onAcceptError))
+            {
+                IsBackground = true,
+                Name = threads.Length == 1 ? $"kestrel-cluster accept {BoundText}" : $"kestrel-cluster accept {BoundText} #{i}",
+            };
+        }
+
+        _acceptThreads = threads;
+        foreach (var thread in threads)
+        {
+            thread.Start();
+        }
+    }
+
+    private void AcceptLoop(int index, AcceptedHandler onAccepted, Action<ClusterListener, int> onAcceptError)
     {
         try
         {
-            AcceptUntilStopped(onAccepted, onAcceptError);
+            AcceptUntilStopped(index, onAccepted, onAcceptError);
         }
         finally
         {
@@ -146,9 +223,9 @@ internal sealed class ClusterListener : IDisposable
         }
     }
 
-    private void AcceptUntilStopped(AcceptedHandler onAccepted, Action<ClusterListener, int> onAcceptError)
+    private void AcceptUntilStopped(int index, AcceptedHandler onAccepted, Action<ClusterListener, int> onAcceptError)
     {
-        var handle = _socket.SafeHandle.DangerousGetHandle();
+        var handle = _acceptSockets[index].SafeHandle.DangerousGetHandle();
         Span<int> batch = stackalloc int[MaxBatch];
         while (!_stopped)
         {
@@ -174,6 +251,7 @@ internal sealed class ClusterListener : IDisposable
 
             if (count > 0)
             {
+                Volatile.Write(ref _accepted[index], _accepted[index] + count);
                 onAccepted(batch[..count], this);
             }
 
@@ -233,7 +311,10 @@ internal sealed class ClusterListener : IDisposable
     {
         _released = true;
         _stopped = true;
-        _acceptThread?.Join(TimeSpan.FromSeconds(5));
+        foreach (var thread in _acceptThreads ?? [])
+        {
+            thread.Join(TimeSpan.FromSeconds(5));
+        }
     }
 
     // Stops accepting; connections still in the kernel backlog are reset when the socket closes.
@@ -245,7 +326,7 @@ internal sealed class ClusterListener : IDisposable
         }
 
         _stopped = true;
-        if (_acceptThread is null || _released)
+        if (_acceptThreads is null || _released)
         {
             // Shared with workers that accept on it: shutdown() would stop it under their feet (and make their
             // accept loops spin on EINVAL); they stop accepting when they unbind, and close() releases our copy.
@@ -253,11 +334,18 @@ internal sealed class ClusterListener : IDisposable
         }
 
         // shutdown() wakes a thread sleeping in poll (accept4 then returns EINVAL); close() alone would not.
-        Libc.Shutdown(_socket.SafeHandle.DangerousGetHandle(), Libc.SHUT_RDWR);
-        if (_acceptThread is not null && !_acceptThread.Join(TimeSpan.FromSeconds(5)))
+        foreach (var socket in _acceptSockets)
         {
-            WakeAcceptWithConnect();
-            _acceptThread.Join(TimeSpan.FromSeconds(5));
+            Libc.Shutdown(socket.SafeHandle.DangerousGetHandle(), Libc.SHUT_RDWR);
+        }
+
+        foreach (var thread in _acceptThreads)
+        {
+            if (!thread.Join(TimeSpan.FromSeconds(5)))
+            {
+                WakeAcceptWithConnect();
+                thread.Join(TimeSpan.FromSeconds(5));
+            }
         }
     }
 
@@ -283,11 +371,19 @@ internal sealed class ClusterListener : IDisposable
         {
             // Disposing a Unix socket this process bound unlinks its path, which is the successor's now: the fd is
             // left for the process's exit to close.
-            HandedOverSockets.Keep(_socket);
+            foreach (var socket in _acceptSockets)
+            {
+                HandedOverSockets.Keep(socket);
+            }
+
             return;
         }
 
-        _socket.Dispose();
+        foreach (var socket in _acceptSockets)
+        {
+            socket.Dispose();
+        }
+
         if (BoundEndPoint is UnixDomainSocketEndPoint unix && !EndpointText.IsAbstract(unix))
         {
             TryDeleteSocketFile(unix.ToString());

@@ -18,15 +18,17 @@ internal sealed class ListenerRegistry : IDisposable
     private readonly AcceptedHandler _onAccepted;
     private readonly Action<ClusterListener, int> _onAcceptError;
     private readonly bool _workersAccept;
+    private readonly int _acceptThreads;
     private bool _stopped;
 
     // workersAccept: --balance shared, the workers accept on the listening sockets themselves; onAccepted then only
-    // takes what a retired slot's socket still held.
-    public ListenerRegistry(AcceptedHandler onAccepted, Action<ClusterListener, int> onAcceptError, bool workersAccept = false)
+    // takes what a retired slot's socket still held. acceptThreads: per TCP endpoint the supervisor binds and accepts on.
+    public ListenerRegistry(AcceptedHandler onAccepted, Action<ClusterListener, int> onAcceptError, bool workersAccept = false, int acceptThreads = 1)
     {
         _onAccepted = onAccepted;
         _onAcceptError = onAcceptError;
         _workersAccept = workersAccept;
+        _acceptThreads = workersAccept ? 1 : acceptThreads;
     }
 
     public IReadOnlyList<ClusterListener> Snapshot()
@@ -38,14 +40,15 @@ internal sealed class ListenerRegistry : IDisposable
     }
 
     /// <summary>
-    /// Takes a listening socket passed in (socket activation, fd store, upgrade): a worker asking for its address, or
-    /// for <paramref name="requested"/>, gets it. A <paramref name="released"/> one accepts only after <see cref="Claim"/>.
+    /// Takes listening sockets passed in for one endpoint (socket activation, fd store, upgrade; one accept thread each):
+    /// a worker asking for its address, or for <paramref name="requested"/>, gets it. A <paramref name="released"/> one
+    /// accepts only after <see cref="Claim"/>.
     /// </summary>
-    public ClusterListener Adopt(System.Net.Sockets.Socket socket, string? requested = null, bool released = false)
+    public ClusterListener Adopt(IReadOnlyList<System.Net.Sockets.Socket> sockets, string? requested = null, bool released = false)
     {
         lock (_lock)
         {
-            var listener = ClusterListener.Adopt(_listeners.Count, socket, requested, released);
+            var listener = ClusterListener.Adopt(_listeners.Count, sockets, requested, released);
             _listeners.Add(listener);
             _byRequest[listener.Requested] = listener;
             if (!_workersAccept && !released)
@@ -117,7 +120,7 @@ internal sealed class ListenerRegistry : IDisposable
             ClusterListener listener;
             try
             {
-                listener = ClusterListener.Bind(_listeners.Count, requested, endPoint, socketPerSlot: _workersAccept);
+                listener = ClusterListener.Bind(_listeners.Count, requested, endPoint, socketPerSlot: _workersAccept, acceptThreads: _acceptThreads);
             }
             catch (SocketException ex)
             {

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Diagnostics.Metrics;
 using System.Globalization;
 using System.Text;
+using KestrelCluster.Supervisor.Accept;
 using KestrelCluster.Supervisor.Distribution;
 
 namespace KestrelCluster.Supervisor.Admin;
@@ -32,6 +33,7 @@ internal sealed class ClusterMetrics : IDisposable
     {
         _dispatcher = dispatcher;
         _meter.CreateObservableCounter("kestrel_cluster.connections.accepted", () => Volatile.Read(ref _acceptedBySupervisor), "{connection}", "Connections accepted by the supervisor");
+        _meter.CreateObservableCounter("kestrel_cluster.accept_thread.connections", AcceptedPerThread, "{connection}", "Connections each supervisor accept thread took");
         _meter.CreateObservableCounter("kestrel_cluster.connections.dispatched", () => _dispatcher.Dispatched, "{connection}", "Connections passed to a worker");
         _meter.CreateObservableCounter("kestrel_cluster.connections.redispatched", () => _dispatcher.Redispatched, "{connection}", "Connections passed again after a refusal or a lost worker");
         _meter.CreateObservableCounter("kestrel_cluster.connections.refused", () => _dispatcher.Refused, "{connection}", "Connections a worker refused (it was draining)");
@@ -41,6 +43,9 @@ internal sealed class ClusterMetrics : IDisposable
         _handoff = _meter.CreateHistogram<double>("kestrel_cluster.handoff.duration", "s", "From accept to the worker's acknowledgement");
         dispatcher.HandoffCompleted = RecordHandoff;
     }
+
+    /// <summary>The endpoints, for each accept thread's count.</summary>
+    public Func<IReadOnlyList<ClusterListener>> Listeners { get; set; } = () => [];
 
     public void ConnectionsAccepted(int count) => Interlocked.Add(ref _acceptedBySupervisor, count);
 
@@ -65,6 +70,14 @@ internal sealed class ClusterMetrics : IDisposable
         _handoff.Record(seconds);
     }
 
+    // Only the endpoints the supervisor accepts on (not --balance shared, where the workers do).
+    private IEnumerable<(string EndPoint, int Thread, long Accepted)> AcceptThreads()
+        => Listeners().Where(l => l.IsAccepting || l.AcceptedBy(0) > 0)
+            .SelectMany(l => Enumerable.Range(0, l.AcceptThreads).Select(i => (l.BoundText, i, l.AcceptedBy(i))));
+
+    private IEnumerable<Measurement<long>> AcceptedPerThread()
+        => AcceptThreads().Select(t => new Measurement<long>(t.Accepted, new KeyValuePair<string, object?>("endpoint", t.EndPoint), new KeyValuePair<string, object?>("thread", t.Thread)));
+
     private IEnumerable<Measurement<int>> WorkersByState()
         => _workers.GroupBy(w => w.State).Select(g => new Measurement<int>(g.Count(), new KeyValuePair<string, object?>("state", g.Key)));
 
@@ -76,6 +89,12 @@ internal sealed class ClusterMetrics : IDisposable
     {
         var text = new StringBuilder();
         Counter(text, "kestrel_cluster_connections_accepted_total", "Connections accepted by the supervisor.", Volatile.Read(ref _acceptedBySupervisor));
+        text.Append("# HELP kestrel_cluster_accept_thread_connections_total Connections each supervisor accept thread took.\n# TYPE kestrel_cluster_accept_thread_connections_total counter\n");
+        foreach (var (endPoint, thread, accepted) in AcceptThreads())
+        {
+            text.Append(CultureInfo.InvariantCulture, $"kestrel_cluster_accept_thread_connections_total{{endpoint=\"{Escape(endPoint)}\",thread=\"{thread}\"}} {accepted}\n");
+        }
+
         Counter(text, "kestrel_cluster_connections_dispatched_total", "Connections passed to a worker.", _dispatcher.Dispatched);
         Counter(text, "kestrel_cluster_connections_redispatched_total", "Connections passed again after a refusal or a lost worker.", _dispatcher.Redispatched);
         Counter(text, "kestrel_cluster_connections_refused_total", "Connections a worker refused because it was draining.", _dispatcher.Refused);
@@ -117,6 +136,9 @@ internal sealed class ClusterMetrics : IDisposable
         text.Append(CultureInfo.InvariantCulture, $"# HELP kestrel_cluster_generation The generation new workers start with.\n# TYPE kestrel_cluster_generation gauge\nkestrel_cluster_generation {generation}\n");
         return text.ToString();
     }
+
+    // Prometheus label values: backslash, quote and newline escaped (a Unix socket path may hold any of them).
+    private static string Escape(string value) => value.Replace("\\", "\\\\").Replace("\"", "\\\"").Replace("\n", "\\n");
 
     private static void Counter(StringBuilder text, string name, string help, long value)
         => text.Append(CultureInfo.InvariantCulture, $"# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n");

@@ -41,6 +41,8 @@ internal static class CommandLine
                                   or shared (each worker accepts on its own listening socket)
           --affinity <mode>       auto (default): on once a worker serves SignalR or Blazor Server, whose
                                   requests then go to the worker their first request's cookie names; on; off
+          --accept-threads <N>    supervisor threads accepting on each TCP endpoint, each on its own
+                                  SO_REUSEPORT socket (default: 1 per 4 cores, 1 to 8; not with shared)
           --kill-timeout <s>      drain time before a worker is killed (default 30)
           --ready-timeout <s>     time a new worker has to become ready (default 30)
           --heartbeat-timeout <s> replace a worker silent this long, e.g. a starved thread pool (default 30; 0: off)
@@ -263,6 +265,16 @@ internal static class CommandLine
         }
 
         return workers;
+    }
+
+    internal static int ParseAcceptThreads(string value)
+    {
+        if (!int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out var threads) || threads < 1 || threads > Accept.AcceptThreadCount.Max)
+        {
+            throw new CommandLineException($"--accept-threads must be a whole number from 1 to {Accept.AcceptThreadCount.Max}; got '{value}'.");
+        }
+
+        return threads;
     }
 
     internal static TimeSpan ParseSeconds(string name, string value, bool allowZero)

@@ -22,6 +22,8 @@ internal sealed class RunOptions
     public BalanceMode Balance { get; set; } = BalanceMode.RoundRobin;
 
     public AffinityMode Affinity { get; set; } = AffinityMode.Auto;
+    // Threads accepting on each TCP endpoint when the supervisor accepts (not --balance shared).
+    public int AcceptThreads { get; set; } = Accept.AcceptThreadCount.DefaultFor(Environment.ProcessorCount);
 
     public TimeSpan KillTimeout { get; set; } = TimeSpan.FromSeconds(DefaultKillTimeoutSeconds);
 

@@ -25,6 +25,7 @@ internal static class RunSettings
         new("cwd", null, "cwd", (o, v) => o.WorkingDirectory = v.Length > 0 ? v : throw new CommandLineException("option '--cwd' needs a value.")),
         new("balance", null, "balance", (o, v) => o.Balance = CommandLine.ParseBalance(v)),
         new("affinity", null, "affinity", (o, v) => o.Affinity = CommandLine.ParseAffinity(v)),
+        new("accept-threads", null, "acceptThreads", (o, v) => o.AcceptThreads = CommandLine.ParseAcceptThreads(v)),
         new("kill-timeout", null, "killTimeout", (o, v) => o.KillTimeout = CommandLine.ParseSeconds("--kill-timeout", v, allowZero: true)),
         new("ready-timeout", null, "readyTimeout", (o, v) => o.ReadyTimeout = CommandLine.ParseSeconds("--ready-timeout", v, allowZero: false)),
         new("heartbeat-timeout", null, "heartbeatTimeout", (o, v) => o.HeartbeatTimeout = CommandLine.ParseSeconds("--heartbeat-timeout", v, allowZero: true)),

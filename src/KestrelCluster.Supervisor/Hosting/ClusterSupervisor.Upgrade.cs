@@ -174,9 +174,9 @@ internal sealed partial class ClusterSupervisor
             return;
         }
 
-        foreach (var (socket, requested) in _handover.Listeners)
+        foreach (var (sockets, requested) in _handover.Listeners)
         {
-            SupervisorLog.AdoptedFromUpgrade(_logger, _listeners.Adopt(socket, requested, released: true).BoundText);
+            SupervisorLog.AdoptedFromUpgrade(_logger, _listeners.Adopt(sockets, requested, released: true).BoundText);
         }
 
         _ = Task.Run(() => _handover.ReceiveAsync(() => Post(new UpgradeTakeOver()), DispatchHandedOver, CancellationToken.None), CancellationToken.None);

@@ -139,7 +139,8 @@ internal sealed partial class ClusterSupervisor : IWorkerSessionHandler, IDispos
                     _dispatcher.Dispatch(fds, listener.Id);
                 },
             };
-        _listeners = new ListenerRegistry(_onAccepted, OnAcceptError, workersAccept: options.Balance == BalanceMode.Shared);
+        _listeners = new ListenerRegistry(_onAccepted, OnAcceptError, workersAccept: options.Balance == BalanceMode.Shared, acceptThreads: options.AcceptThreads);
+        _metrics.Listeners = _listeners.Snapshot;
         _slots = Enumerable.Range(0, options.Workers).Select(i => new WorkerSlot(i, Generation)).ToList();
         _channelServer = new ChannelServer(runtimeDirectory.ChannelSocketPath, ClaimToken, OnAdmitted, OnRefused);
         _controlServer = new ControlServer(runtimeDirectory.ControlSocketPath, ExecuteAsync, OnRefused, runtimeDirectory.ControlGroup);
@@ -163,9 +164,9 @@ internal sealed partial class ClusterSupervisor : IWorkerSessionHandler, IDispos
     {
         _channelServer.Start();
         _controlServer.Start();
-        foreach (var (socket, requested) in SystemdSockets.TakeNamed())
+        foreach (var (sockets, requested) in SystemdSockets.TakeGrouped())
         {
-            SupervisorLog.AdoptedSocket(_logger, _listeners.Adopt(socket, requested).BoundText);
+            SupervisorLog.AdoptedSocket(_logger, _listeners.Adopt(sockets, requested).BoundText);
         }
 
         AdoptHandedOverListeners();
@@ -770,7 +771,17 @@ internal sealed partial class ClusterSupervisor : IWorkerSessionHandler, IDispos
         if (created)
         {
             SupervisorLog.Listening(_logger, outcome.Message);
-            _systemd?.StoreListener(requested, (int)outcome.Listener!.Handle);
+            foreach (var handle in outcome.Listener!.AcceptHandles)
+            {
+                // The whole SO_REUSEPORT group: a socket of it closed by a crash would reset what was queued in it.
+                _systemd?.StoreListener(requested, (int)handle);
+            }
+
+            if (outcome.Listener.AcceptThreads > 1)
+            {
+                SupervisorLog.AcceptingOnThreads(_logger, outcome.Message, outcome.Listener.AcceptThreads);
+            }
+
             if (outcome.Listener?.Steering is { } steering)
             {
                 SupervisorLog.SharedSteering(_logger, outcome.Message, steering);

@@ -166,4 +166,7 @@ internal static partial class SupervisorLog
 
     [LoggerMessage(54, LogLevel.Warning, "Worker {Id} serves SignalR or Blazor Server endpoints, but with --balance shared the kernel spreads connections: a client's negotiate and its transport request may reach different workers (use round-robin, which then routes by cookie)", EventName = "AffinityUnavailable")]
     public static partial void AffinityUnavailable(ILogger logger, int id);
+
+    [LoggerMessage(55, LogLevel.Information, "Accepting on {EndPoint} on {Threads} threads, each on its own SO_REUSEPORT socket", EventName = "AcceptingOnThreads")]
+    public static partial void AcceptingOnThreads(ILogger logger, string endPoint, int threads);
 }

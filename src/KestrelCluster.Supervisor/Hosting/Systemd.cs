@@ -102,6 +102,29 @@ internal static class SystemdSockets
             : null))];
     }
 
+    /// <summary>
+    /// <see cref="TakeNamed"/>, with the sockets we stored for one endpoint together (its accept threads' SO_REUSEPORT
+    /// group); a socket systemd bound itself stays on its own.
+    /// </summary>
+    public static IReadOnlyList<(IReadOnlyList<Socket> Sockets, string? Requested)> TakeGrouped()
+    {
+        var grouped = new List<(IReadOnlyList<Socket> Sockets, string? Requested)>();
+        foreach (var (socket, requested) in TakeNamed())
+        {
+            var index = requested is null ? -1 : grouped.FindIndex(g => g.Requested == requested);
+            if (index >= 0)
+            {
+                grouped[index] = (grouped[index].Sockets.Append(socket).ToList(), requested);
+            }
+            else
+            {
+                grouped.Add(([socket], requested));
+            }
+        }
+
+        return grouped;
+    }
+
     /// <summary>Listening sockets passed by socket activation (LISTEN_FDS for this pid), made close-on-exec.</summary>
     public static IReadOnlyList<Socket> Take()
     {

@@ -168,7 +168,8 @@ internal sealed class SupervisorUpgrade : IDisposable
 
             foreach (var listener in listeners)
             {
-                _peer.Send(UpgradeFrames.Encode(UpgradeFrame.Listener, listener.Requested), [(int)listener.Handle]);
+                // Every socket of an accept-thread group: one left behind would reset its queue when this one exits.
+                _peer.Send(UpgradeFrames.Encode(UpgradeFrame.Listener, listener.Requested), [.. listener.AcceptHandles.Select(h => (int)h)]);
             }
 
             _peer.Send(UpgradeFrames.Encode(UpgradeFrame.ListenersDone, nextGeneration.ToString(CultureInfo.InvariantCulture)));

@@ -15,7 +15,7 @@ internal sealed class UpgradeHandover : IDisposable
     private readonly int _oldPid;
     private int _failedSent;
 
-    private UpgradeHandover(ChannelSocket socket, string clusterName, IReadOnlyList<(Socket Socket, string Requested)> listeners, int generation)
+    private UpgradeHandover(ChannelSocket socket, string clusterName, IReadOnlyList<(IReadOnlyList<Socket> Sockets, string Requested)> listeners, int generation)
     {
         _socket = socket;
         _oldPid = Interop.PeerCredentials.Of(socket.Socket).ProcessId;
@@ -26,8 +26,8 @@ internal sealed class UpgradeHandover : IDisposable
 
     public string ClusterName { get; }
 
-    /// <summary>The old supervisor's listening sockets, with the endpoint each was bound for.</summary>
-    public IReadOnlyList<(Socket Socket, string Requested)> Listeners { get; }
+    /// <summary>The old supervisor's listening sockets (several for an endpoint with accept threads), with the endpoint each was bound for.</summary>
+    public IReadOnlyList<(IReadOnlyList<Socket> Sockets, string Requested)> Listeners { get; }
 
     /// <summary>The first generation of this supervisor's workers (the old one's + 1).</summary>
     public int Generation { get; }
@@ -51,7 +51,7 @@ internal sealed class UpgradeHandover : IDisposable
         }
 
         var socket = new ChannelSocket(ChannelSocket.CreateSocket());
-        var listeners = new List<(Socket, string)>();
+        var listeners = new List<(IReadOnlyList<Socket>, string)>();
         try
         {
             using var timeout = new CancellationTokenSource(ConnectTimeout);
@@ -69,9 +69,9 @@ internal sealed class UpgradeHandover : IDisposable
                 }
 
                 var (type, text) = UpgradeFrames.Decode(buffer.AsSpan(0, length));
-                if (type == UpgradeFrame.Listener && fdCount == 1)
+                if (type == UpgradeFrame.Listener && fdCount >= 1)
                 {
-                    listeners.Add((new Socket(new SafeSocketHandle(fds[0], ownsHandle: true)), text));
+                    listeners.Add(([.. fds.Take(fdCount).Select(fd => new Socket(new SafeSocketHandle(fd, ownsHandle: true)))], text));
                     continue;
                 }
 
@@ -86,7 +86,7 @@ internal sealed class UpgradeHandover : IDisposable
         }
         catch (Exception ex) when (ex is SocketException or OperationCanceledException or InvalidFrameException)
         {
-            foreach (var (listener, _) in listeners)
+            foreach (var listener in listeners.SelectMany(l => l.Item1))
             {
                 listener.Dispose();
             }

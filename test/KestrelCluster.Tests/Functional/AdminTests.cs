@@ -71,7 +71,7 @@ public sealed class AdminTests(ITestOutputHelper output)
     private static double WorkerTotal(Dictionary<string, double> metrics)
         => metrics.Where(m => m.Key.StartsWith("kestrel_cluster_worker_connections_total{")).Sum(m => m.Value);
 
-    private static async Task<Dictionary<string, double>> ScrapeAsync(HttpClient admin)
+    internal static async Task<Dictionary<string, double>> ScrapeAsync(HttpClient admin)
     {
         var text = await admin.GetStringAsync("/metrics");
         return text.Split('\n')
