@@ -30,6 +30,18 @@ public sealed class AffinityTests(ITestOutputHelper output)
         AssertSpreadOverWorkers(cluster, answers);
     }
 
+    // Each accept thread keeps its own connections waiting for their first request (--accept-threads).
+    [Fact]
+    public async Task ChatHub_TwoAcceptThreads_EveryClientConnectsOverWebSockets()
+    {
+        await using var cluster = await StartChatAsync("--accept-threads", "2");
+
+        var answers = await ConnectClientsAsync(cluster.Port, transports: null);
+
+        Assert.All(answers, a => Assert.Equal("WebSockets", a.Transport));
+        AssertSpreadOverWorkers(cluster, answers);
+    }
+
     [Fact]
     public async Task ChatHub_WebSocketsOnlyAfterNegotiate_EveryClientConnects()
     {
