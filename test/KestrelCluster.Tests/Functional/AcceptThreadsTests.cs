@@ -36,21 +36,7 @@ public sealed class AcceptThreadsTests(ITestOutputHelper output)
     [Fact]
     public async Task TwoAcceptThreads_ReloadUnderLoad_ReplacesEveryWorkerWithZeroFailedRequests()
     {
-        await using var cluster = await ClusterRun.StartReadyAsync(output, workers: 2, extraArguments: ["--accept-threads", "2"]);
-        var firstPids = cluster.WorkerPids.ToList();
-        var load = LoadRunner.RunAsync(new Uri($"http://127.0.0.1:{cluster.Port}/"), keepAliveClients: 16, newConnectionClients: 16, TimeSpan.FromSeconds(15));
-
-        var (exitCode, _, stderr) = await cluster.RunCliAsync(CliTimeout, "reload");
-        Assert.True(exitCode == 0, stderr);
-        var result = await load.WaitAsync(TimeSpan.FromSeconds(90));
-        output.WriteLine(result.ToString());
-
-        var workers = await cluster.ListAsync();
-        Assert.Equal(2, workers.Count);
-        Assert.All(workers, w => Assert.Equal(2, w.Generation));
-        Assert.Empty(workers.Select(w => w.Pid).Intersect(firstPids));
-        Assert.Equal(0, result.Failed);
-        Assert.True(result.Answered > 1000, result.ToString());
+        await ClusterScenarios.ReloadUnderLoad_ReplacesEveryWorkerWithZeroFailedRequestsAsync(output, "--accept-threads", "2");
     }
 
     [Fact]

@@ -133,16 +133,7 @@ public sealed class AffinityTests(ITestOutputHelper output)
     {
         var run = ClusterRun.Start(output, ["--workers", "2", "--urls", "http://127.0.0.1:0", .. extraArguments, "--", TestPaths.Dotnet, TestPaths.ChatAppDll],
             appendSampleCommand: false, workingDirectory: Path.GetDirectoryName(TestPaths.ChatAppDll));
-        try
-        {
-            await run.WaitForLineAsync(new Regex("All 2 workers ready"), ClusterRun.StartTimeout);
-            return run;
-        }
-        catch
-        {
-            await run.DisposeAsync();
-            throw;
-        }
+        return await run.ReadyAsync(workers: 2);
     }
 
     // Starts every client at once, asks each which worker and transport serve it, and stops them.

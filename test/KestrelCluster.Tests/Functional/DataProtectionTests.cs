@@ -90,16 +90,7 @@ public sealed class DataProtectionTests(ITestOutputHelper output)
         var app = workingDirectory is null ? TestPaths.DataProtectionAppDll : "DataProtectionApp.dll";
         var run = ClusterRun.Start(output, ["--workers", "2", "--urls", "http://127.0.0.1:0", .. extraArguments, "--", TestPaths.Dotnet, app],
             environment, appendSampleCommand: false, workingDirectory: workingDirectory ?? Path.GetDirectoryName(TestPaths.DataProtectionAppDll));
-        try
-        {
-            await run.WaitForLineAsync(new Regex("All 2 workers ready"), ClusterRun.StartTimeout);
-            return run;
-        }
-        catch
-        {
-            await run.DisposeAsync();
-            throw;
-        }
+        return await run.ReadyAsync(workers: 2);
     }
 
     // Posts the form over new connections (round-robin moves each to the next worker) until a worker other than the

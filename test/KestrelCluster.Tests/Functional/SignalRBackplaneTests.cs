@@ -219,15 +219,6 @@ public sealed class SignalRBackplaneTests(SignalRBackplaneTests.ChatCluster clus
     {
         var run = ClusterRun.Start(output, ["--workers", "2", "--urls", "http://127.0.0.1:0", "--", TestPaths.Dotnet, TestPaths.ChatAppDll],
             environment, appendSampleCommand: false, workingDirectory: Path.GetDirectoryName(TestPaths.ChatAppDll));
-        try
-        {
-            await run.WaitForLineAsync(new Regex("All 2 workers ready"), ClusterRun.StartTimeout);
-            return run;
-        }
-        catch
-        {
-            await run.DisposeAsync();
-            throw;
-        }
+        return await run.ReadyAsync(workers: 2);
     }
 }

@@ -59,16 +59,7 @@ public sealed class SymlinkDeployTests(ITestOutputHelper output)
     {
         var run = ClusterRun.Start(output, ["--workers", "2", "--urls", "http://127.0.0.1:0", .. extraArguments, "--", TestPaths.Dotnet, SymlinkDeploy.AppDll],
             environment, appendSampleCommand: false, workingDirectory: workingDirectory);
-        try
-        {
-            await run.WaitForLineAsync(new Regex("All 2 workers ready"), ClusterRun.StartTimeout);
-            return run;
-        }
-        catch
-        {
-            await run.DisposeAsync();
-            throw;
-        }
+        return await run.ReadyAsync(workers: 2);
     }
 
     private static async Task ReloadAsync(ClusterRun cluster)

@@ -193,14 +193,20 @@ public sealed partial class ClusterRun : IAsyncDisposable
     public static async Task<ClusterRun> StartReadyAsync(ITestOutputHelper? output, int workers, string urls = "http://127.0.0.1:0", IDictionary<string, string>? environment = null, string? workingDirectory = null, UnixUser? owner = null, ServiceLayout layout = ServiceLayout.NoRuntimeDirectory, params string[] extraArguments)
     {
         var run = Start(output, ["--workers", workers.ToString(), "--urls", urls, .. extraArguments], environment, workingDirectory: workingDirectory, owner: owner, layout: layout);
+        return await run.ReadyAsync(workers);
+    }
+
+    /// <summary>Waits until every worker of this cluster is ready; a cluster that never gets there is disposed (its processes killed).</summary>
+    public async Task<ClusterRun> ReadyAsync(int workers)
+    {
         try
         {
-            await run.WaitForLineAsync(new Regex($"All {workers} workers ready"), StartTimeout);
-            return run;
+            await WaitForLineAsync(new Regex($"All {workers} workers ready"), StartTimeout);
+            return this;
         }
         catch
         {
-            await run.DisposeAsync();
+            await DisposeAsync();
             throw;
         }
     }
