@@ -31,6 +31,7 @@ public sealed partial class ToolPackageTests(PackedPackages packages, ITestOutpu
         "kestrel_cluster.workers",
         "kestrel_cluster.worker.open_connections",
         "kestrel_cluster.handoff.duration",
+        "kestrel_cluster.accept_thread.connections",
     ];
 
     [Fact]
