@@ -227,7 +227,7 @@ public sealed partial class UnchangedAppTests(TemplateApps apps, ITestOutputHelp
         await run.WaitForLineAsync(AllReady(), ClusterRun.StartTimeout);
         var slots = (await run.ListAsync()).Select(w => w.Id.ToString()).Order().ToList();
 
-        using var playwright = await Microsoft.Playwright.Playwright.CreateAsync();
+        using var playwright = await Microsoft.Playwright.Playwright.CreateAsync().WaitAsync(TimeSpan.FromSeconds(60));
         await using var browser = await playwright.Chromium.LaunchAsync(new() { ExecutablePath = Chromium, Headless = true, Timeout = 60_000 });
         var started = System.Diagnostics.Stopwatch.StartNew();
 
