@@ -70,7 +70,8 @@ internal sealed class Nginx : IAsyncDisposable
             var nginx = new Nginx(folder, process, port, output);
             try
             {
-                await Wait.UntilAsync(() => process.HasExited || Accepts(port), TimeSpan.FromSeconds(30));
+                // The master listens before it forks its worker: ready once both are there.
+                await Wait.UntilAsync(() => process.HasExited || (Accepts(port) && ProcessInfo.ChildrenOf(process.Id).Count > 0), TimeSpan.FromSeconds(30));
                 if (!process.HasExited)
                 {
                     return nginx;
@@ -99,10 +100,17 @@ internal sealed class Nginx : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
-        var pids = _process.HasExited ? [] : (List<int>)[.. ProcessInfo.ChildrenOf(_process.Id), _process.Id];
+        // Stopped first, the master forks no worker after its children are read, and they are still its children.
+        List<int> pids = [];
+        if (!_process.HasExited)
+        {
+            ProcessInfo.Signal(_process.Id, ProcessInfo.SIGSTOP);
+            pids = [.. ProcessInfo.ChildrenOf(_process.Id), _process.Id];
+        }
+
         foreach (var pid in pids)
         {
-            ProcessInfo.Signal(pid, 9);
+            ProcessInfo.Signal(pid, ProcessInfo.SIGKILL);
         }
 
         await ProcessInfo.WaitUntilGoneAsync(pids, TimeSpan.FromSeconds(10));
