@@ -18,35 +18,11 @@ public sealed class ProxyTests(ITestOutputHelper output)
 
     private sealed record WhoAmI(int Pid, string Transport);
 
-    // The README's nginx configuration for a clustered SignalR or Blazor Server app.
-    private const string ProxyConfig = """
-            map $http_upgrade $connection_upgrade { default upgrade; '' close; }
-            upstream cluster_keepalive { server 127.0.0.1:{cluster}; keepalive 8; }
-            upstream cluster_hubs { server 127.0.0.1:{cluster}; }
-            server {
-                listen 127.0.0.1:{port};
-                location /chat {
-                    proxy_pass http://cluster_hubs;
-                    proxy_http_version 1.1;
-                    proxy_set_header Upgrade $http_upgrade;
-                    proxy_set_header Connection $connection_upgrade;
-                    proxy_set_header Host $host;
-                    proxy_read_timeout 1h;
-                }
-                location / {
-                    proxy_pass http://cluster_keepalive;
-                    proxy_http_version 1.1;
-                    proxy_set_header Connection "";
-                    proxy_set_header Host $host;
-                }
-            }
-        """;
-
     [Fact]
     public async Task ChatBehindNginx_TwentyDefaultClients_AllOnWebSocketsOverBothWorkers_AndAMessageReachesAll()
     {
         await using var cluster = await StartChatAsync();
-        await using var nginx = await Nginx.StartAsync(output, ProxyConfig.Replace("{cluster}", cluster.Port.ToString()));
+        await using var nginx = await Nginx.StartAsync(output, Nginx.InFrontOfCluster(cluster.Port, "/chat"));
 
         var inboxes = Enumerable.Range(0, Clients).Select(_ => new ConcurrentQueue<string>()).ToList();
         var connections = Enumerable.Range(0, Clients).Select(i =>
@@ -92,7 +68,7 @@ public sealed class ProxyTests(ITestOutputHelper output)
     public async Task PlainRequestsBehindNginx_OverKeptAliveUpstreamConnections_AreAllAnswered()
     {
         await using var cluster = await StartChatAsync();
-        await using var nginx = await Nginx.StartAsync(output, ProxyConfig.Replace("{cluster}", cluster.Port.ToString()));
+        await using var nginx = await Nginx.StartAsync(output, Nginx.InFrontOfCluster(cluster.Port, "/chat"));
 
         const int requests = 40;
         var answeredBy = new List<int>();

@@ -217,15 +217,20 @@ public sealed partial class UnchangedAppTests(TemplateApps apps, ITestOutputHelp
     }
 
     // What a user does: the template's Counter page in a browser (the system's chromium, driven by Playwright), the
-    // cluster with default settings. The circuit must connect over WebSockets and count every click; a browser that
-    // reloads stays on its worker, and new browsers land on both.
-    [Fact]
-    public async Task BlazorServerTemplate_DefaultSettings_CounterCountsInABrowserOverWebSockets()
+    // cluster with default settings, reached directly or through nginx configured as the README says. The circuit
+    // must connect over WebSockets and count every click; a browser that reloads stays on its worker, and new
+    // browsers (all from one address) land on both.
+    [Theory]
+    [InlineData("direct")]
+    [InlineData("nginx")]
+    public async Task BlazorServerTemplate_DefaultSettings_CounterCountsInABrowserOverWebSockets(string via)
     {
         var app = await apps.GetPublishedAsync("blazor", ["--interactivity", "Server"]);
         await using var run = ClusterRun.Start(output, ["-w", "2", "--urls", "http://127.0.0.1:0", "--", TestPaths.Dotnet, app.Dll], Production(), appendSampleCommand: false, workingDirectory: app.Folder);
         await run.WaitForLineAsync(AllReady(), ClusterRun.StartTimeout);
         var slots = (await run.ListAsync()).Select(w => w.Id.ToString()).Order().ToList();
+        await using var nginx = via == "nginx" ? await Nginx.StartAsync(output, Nginx.InFrontOfCluster(run.Port, "/_blazor")) : null;
+        var port = nginx?.Port ?? run.Port;
 
         using var playwright = await Microsoft.Playwright.Playwright.CreateAsync().WaitAsync(TimeSpan.FromSeconds(60));
         await using var browser = await playwright.Chromium.LaunchAsync(new() { ExecutablePath = Chromium, Headless = true, Timeout = 60_000 });
@@ -236,7 +241,7 @@ public sealed partial class UnchangedAppTests(TemplateApps apps, ITestOutputHelp
         var firstSlots = new List<string>();
         for (var load = 0; load < 3; load++)
         {
-            firstSlots.Add(await CountOnCounterPageAsync(first, $"http://127.0.0.1:{run.Port}/counter", clicks: 5));
+            firstSlots.Add(await CountOnCounterPageAsync(first, $"http://127.0.0.1:{port}/counter", clicks: 5));
         }
 
         Assert.Single(firstSlots.Distinct());
@@ -246,7 +251,7 @@ public sealed partial class UnchangedAppTests(TemplateApps apps, ITestOutputHelp
         for (var i = 0; i < 6 && seen.Count < 2; i++)
         {
             await using var other = await browser.NewContextAsync();
-            seen.Add(await CountOnCounterPageAsync(other, $"http://127.0.0.1:{run.Port}/counter", clicks: 2));
+            seen.Add(await CountOnCounterPageAsync(other, $"http://127.0.0.1:{port}/counter", clicks: 2));
         }
 
         output.WriteLine($"circuits on worker slots {string.Join(", ", seen.Order())} in {started.Elapsed.TotalSeconds:F1} s");

@@ -30,6 +30,41 @@ internal sealed class Nginx : IAsyncDisposable
     public int Pid => _process.Id;
 
     /// <summary>
+    /// The README's configuration in front of a cluster on <paramref name="clusterPort"/>: the hub at
+    /// <paramref name="hubPath"/> on an upstream without keepalive (each request its own connection, routed by its
+    /// kc-worker cookie), everything else on kept-alive upstream connections, Blazor's `/_blazor/initializers` too.
+    /// </summary>
+    public static string InFrontOfCluster(int clusterPort, string hubPath) => $$"""
+            map $http_upgrade $connection_upgrade { default upgrade; '' close; }
+            upstream cluster_keepalive { server 127.0.0.1:{{clusterPort}}; keepalive 8; }
+            upstream cluster_hubs { server 127.0.0.1:{{clusterPort}}; }
+            server {
+                listen 127.0.0.1:{port};
+                location {{hubPath}} {
+                    proxy_pass http://cluster_hubs;
+                    proxy_http_version 1.1;
+                    proxy_set_header Upgrade $http_upgrade;
+                    proxy_set_header Connection $connection_upgrade;
+                    proxy_set_header Host $host;
+                    proxy_read_timeout 1h;
+                }
+                # Blazor's script fetches this before it negotiates: kept off the hub upstream, or every browser
+                # opens two cookie-less connections there and round-robin puts all their circuits on one worker.
+                location /_blazor/initializers {
+                    proxy_pass http://cluster_keepalive;
+                    proxy_http_version 1.1;
+                    proxy_set_header Connection "";
+                }
+                location / {
+                    proxy_pass http://cluster_keepalive;
+                    proxy_http_version 1.1;
+                    proxy_set_header Connection "";
+                    proxy_set_header Host $host;
+                }
+            }
+        """;
+
+    /// <summary>
     /// Starts nginx with <paramref name="http"/> as the body of its `http` block; `{port}` in it is replaced by the
     /// port nginx listens on. A port taken between choosing and binding it makes nginx exit: tried again, three times.
     /// </summary>
