@@ -162,23 +162,26 @@ public sealed partial class UnchangedAppTests(TemplateApps apps, ITestOutputHelp
     }
 
     // Blazor Server's circuit is a SignalR connection: negotiate gives a connection token that only the worker that
-    // issued it knows, and the WebSocket comes on a new connection. Round-robin hands that one to the other worker
-    // (404); sticky keeps a client's connections on one worker. When request-aware affinity lands, this test changes.
+    // issued it knows, and the WebSocket comes on a new connection. The negotiating worker's kc-worker cookie routes
+    // that one to it, with the default round-robin as with sticky.
     [Theory]
     [InlineData("round-robin")]
     [InlineData("sticky")]
-    public async Task BlazorServerTemplate_CircuitWebSocket_ReachesTheWorkerThatNegotiatedOnlyWhenSticky(string balance)
+    public async Task BlazorServerTemplate_CircuitWebSocket_ReachesTheWorkerThatNegotiated(string balance)
     {
         var app = await apps.GetPublishedAsync("blazor", ["--interactivity", "Server"]);
         await using var run = ClusterRun.Start(output, ["-w", "2", "--balance", balance, "--urls", "http://127.0.0.1:0", "--", TestPaths.Dotnet, app.Dll], Production(), appendSampleCommand: false, workingDirectory: app.Folder);
         await run.WaitForLineAsync(AllReady(), ClusterRun.StartTimeout);
         var workers = new ServedBy(run);
         await workers.StartAsync();
-        using var client = Http.NewConnectionClient($"http://127.0.0.1:{run.Port}");
 
         var attempts = new List<(int NegotiatedBy, int UpgradedBy, HttpStatusCode Status)>();
-        for (var i = 0; i < 4 && (balance == "sticky" || attempts.All(a => a.UpgradedBy == a.NegotiatedBy)); i++)
+        for (var i = 0; i < 4; i++)
         {
+            // A new client each time (its own cookies), as a new browser is.
+            var cookies = new CookieContainer();
+            using var client = new HttpClient(new SocketsHttpHandler { PooledConnectionLifetime = TimeSpan.Zero, CookieContainer = cookies }) { BaseAddress = new Uri($"http://127.0.0.1:{run.Port}"), Timeout = Http.RequestTimeout };
+            client.DefaultRequestHeaders.ConnectionClose = true;
             var (negotiatedBy, negotiate) = await workers.SendAsync(client, () => new HttpRequestMessage(HttpMethod.Post, "/_blazor/negotiate?negotiateVersion=1"));
             string connectionToken;
             using (negotiate)
@@ -190,6 +193,7 @@ public sealed partial class UnchangedAppTests(TemplateApps apps, ITestOutputHelp
 
             using var socket = new System.Net.WebSockets.ClientWebSocket();
             socket.Options.CollectHttpResponseDetails = true;
+            socket.Options.Cookies = cookies;
             using var timeout = new CancellationTokenSource(Http.RequestTimeout);
             try
             {
@@ -204,17 +208,119 @@ public sealed partial class UnchangedAppTests(TemplateApps apps, ITestOutputHelp
         }
 
         output.WriteLine(string.Join("\n", attempts));
-        if (balance == "sticky")
+        Assert.All(attempts, a => Assert.Equal((a.NegotiatedBy, HttpStatusCode.SwitchingProtocols), (a.UpgradedBy, a.Status)));
+        if (balance == "round-robin")
         {
-            Assert.All(attempts, a => Assert.Equal((a.NegotiatedBy, HttpStatusCode.SwitchingProtocols), (a.UpgradedBy, a.Status)));
-        }
-        else
-        {
-            var elsewhere = attempts.Last();
-            Assert.NotEqual(elsewhere.NegotiatedBy, elsewhere.UpgradedBy);
-            Assert.Equal(HttpStatusCode.NotFound, elsewhere.Status);
+            // New clients from one address still go to both workers: affinity is per client, not per address.
+            Assert.Equal(2, attempts.Select(a => a.NegotiatedBy).Distinct().Count());
         }
     }
+
+    // What a user does: the template's Counter page in a browser (the system's chromium, driven by Playwright), the
+    // cluster with default settings, reached directly or through nginx configured as the README says. The circuit
+    // must connect over WebSockets and count every click; a browser that reloads stays on its worker, and new
+    // browsers (all from one address) land on both.
+    [Theory]
+    [InlineData("direct")]
+    [InlineData("nginx")]
+    public async Task BlazorServerTemplate_DefaultSettings_CounterCountsInABrowserOverWebSockets(string via)
+    {
+        var app = await apps.GetPublishedAsync("blazor", ["--interactivity", "Server"]);
+        await using var run = ClusterRun.Start(output, ["-w", "2", "--urls", "http://127.0.0.1:0", "--", TestPaths.Dotnet, app.Dll], Production(), appendSampleCommand: false, workingDirectory: app.Folder);
+        await run.WaitForLineAsync(AllReady(), ClusterRun.StartTimeout);
+        var slots = (await run.ListAsync()).Select(w => w.Id.ToString()).Order().ToList();
+        await using var nginx = via == "nginx" ? await Nginx.StartAsync(output, Nginx.InFrontOfCluster(run.Port, "/_blazor")) : null;
+        var port = nginx?.Port ?? run.Port;
+
+        using var playwright = await Microsoft.Playwright.Playwright.CreateAsync().WaitAsync(TimeSpan.FromSeconds(60));
+        await using var browser = await playwright.Chromium.LaunchAsync(new() { ExecutablePath = Chromium, Headless = true, Timeout = 60_000 });
+        var started = System.Diagnostics.Stopwatch.StartNew();
+
+        // One browser, its page loaded three times: the same worker each time.
+        await using var first = await browser.NewContextAsync();
+        var firstSlots = new List<string>();
+        for (var load = 0; load < 3; load++)
+        {
+            firstSlots.Add(await CountOnCounterPageAsync(first, $"http://127.0.0.1:{port}/counter", clicks: 5));
+        }
+
+        Assert.Single(firstSlots.Distinct());
+
+        // New browsers (all from 127.0.0.1) until one lands on the other worker.
+        var seen = new HashSet<string>(firstSlots);
+        for (var i = 0; i < 6 && seen.Count < 2; i++)
+        {
+            await using var other = await browser.NewContextAsync();
+            seen.Add(await CountOnCounterPageAsync(other, $"http://127.0.0.1:{port}/counter", clicks: 2));
+        }
+
+        output.WriteLine($"circuits on worker slots {string.Join(", ", seen.Order())} in {started.Elapsed.TotalSeconds:F1} s");
+        Assert.Equal(slots, seen.Order());
+        Assert.DoesNotContain(run.Lines, l => l.Contains("fail:") || l.Contains("exited unexpectedly"));
+    }
+
+    private const string Chromium = "/usr/bin/chromium";
+
+    // Loads the page, clicks its button until the circuit counts, then <paramref name="clicks"/> more times, each seen
+    // on the page. Returns the worker slot the circuit lives on (the kc-worker cookie its negotiate set).
+    private async Task<string> CountOnCounterPageAsync(Microsoft.Playwright.IBrowserContext context, string url, int clicks)
+    {
+        var page = await context.NewPageAsync();
+        try
+        {
+            page.SetDefaultTimeout(30_000);
+            var sockets = new List<string>();
+            var fallbacks = new List<string>();
+            page.WebSocket += (_, socket) => sockets.Add(socket.Url);
+            // Server-Sent Events and long polling are plain requests to the hub with the connection's id.
+            page.Request += (_, request) =>
+            {
+                if (request.Url.Contains("/_blazor?id=", StringComparison.Ordinal))
+                {
+                    fallbacks.Add($"{request.Method} {request.Url}");
+                }
+            };
+
+            var response = await page.GotoAsync(url);
+            Assert.Equal(200, response?.Status);
+            var status = page.GetByRole(Microsoft.Playwright.AriaRole.Status);
+            var button = page.GetByRole(Microsoft.Playwright.AriaRole.Button, new() { Name = "Click me" });
+
+            // The page is prerendered: a click before the circuit is up does nothing, so click until one counts.
+            var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
+            var count = 0;
+            while ((count = CountIn(await status.TextContentAsync())) == 0)
+            {
+                Assert.True(DateTime.UtcNow < deadline, $"the circuit never counted a click (WebSockets: {string.Join(' ', sockets)}; other transports: {string.Join(' ', fallbacks)})");
+                await button.ClickAsync();
+                try
+                {
+                    await Microsoft.Playwright.Assertions.Expect(status).Not.ToHaveTextAsync("Current count: 0", new() { Timeout = 1_000 });
+                }
+                catch (Microsoft.Playwright.PlaywrightException)
+                {
+                    // not interactive yet
+                }
+            }
+
+            for (var i = 1; i <= clicks; i++)
+            {
+                await button.ClickAsync();
+                await Microsoft.Playwright.Assertions.Expect(status).ToHaveTextAsync($"Current count: {count + i}", new() { Timeout = 30_000 });
+            }
+
+            Assert.Equal([url[..url.IndexOf("/counter", StringComparison.Ordinal)].Replace("http://", "ws://") + "/_blazor"], sockets.Select(s => s[..s.IndexOf('?')]));
+            Assert.Empty(fallbacks);
+            var cookie = Assert.Single(await context.CookiesAsync(), c => c.Name == "kc-worker");
+            return cookie.Value;
+        }
+        finally
+        {
+            await page.CloseAsync();
+        }
+    }
+
+    private static int CountIn(string? status) => int.Parse(status!.Replace("Current count:", "", StringComparison.Ordinal).Trim());
 
     // `dotnet new webapp` published, with one page added: a form posting back to itself.
     private Task<TemplateApp> WebAppWithFormAsync() => apps.GetPublishedAsync("webapp", [], new Dictionary<string, string>
