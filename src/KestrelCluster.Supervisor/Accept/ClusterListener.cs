@@ -17,7 +17,6 @@ internal delegate void AcceptedHandler(ReadOnlySpan<int> fds, ClusterListener li
 // them), because one thread's accept, dispatch and sendmsg cost caps how many connections a second it can hand off.
 internal sealed class ClusterListener : IDisposable
 {
-    private const int Backlog = 4096;
     private const int MaxBatch = FrameLimits.MaxFdsPerFrame;
 
     // How long an idle accept thread sleeps before it looks whether it was released (upgrade handover).
@@ -74,7 +73,7 @@ internal sealed class ClusterListener : IDisposable
     /// The listening socket a worker of this slot accepts on (--balance shared): its slot's own SO_REUSEPORT socket
     /// for TCP; the one shared socket for a Unix socket (which has no SO_REUSEPORT) or a socket systemd passed.
     /// </summary>
-    public nint HandleFor(int slot) => _group?.HandleFor(slot) ?? _socket.SafeHandle.DangerousGetHandle();
+    public nint HandleFor(int slot) => _group?.HandleFor(slot) ?? Handle;
 
     /// <summary>Scaling down: see <see cref="ReusePortGroup.Retire"/>. Nothing to do with one shared socket.</summary>
     public void RetireSlot(int slot, AcceptedHandler handOff) => _group?.Retire(slot, fds => handOff(fds, this));
@@ -96,7 +95,7 @@ internal sealed class ClusterListener : IDisposable
     public bool IsAccepting => _acceptThreads is not null && !_stopped;
 
     // Request-aware affinity's connections waiting for their first request: one set per accept thread, which alone
-    // polls it (a thread accepts for one listener only).
+    // polls it (a thread accepts for one listener only). The accept loop reads it directly: it runs on that thread.
     [ThreadStatic]
     private static FirstBytesWait? t_firstBytes;
 
@@ -132,32 +131,8 @@ internal sealed class ClusterListener : IDisposable
             return BindGroup(id, requested, endPoint, acceptThreads);
         }
 
-        Socket socket;
-        if (endPoint is UnixDomainSocketEndPoint)
-        {
-            socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-        }
-        else
-        {
-            socket = new Socket(endPoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
-            if (endPoint is IPEndPoint { Address: var address } && address.Equals(IPAddress.IPv6Any))
-            {
-                // Like Kestrel: [::] serves IPv4 too.
-                socket.DualMode = true;
-            }
-        }
-
-        try
-        {
-            socket.Bind(endPoint);
-            socket.Listen(Backlog);
-            return new ClusterListener(id, requested, socket.LocalEndPoint!, [socket]);
-        }
-        catch
-        {
-            socket.Dispose();
-            throw;
-        }
+        var socket = ListeningSocket.Create(endPoint, reusePort: false);
+        return new ClusterListener(id, requested, socket.LocalEndPoint!, [socket]);
     }
 
     // The supervisor's own SO_REUSEPORT group, a socket per accept thread. Its sockets close only at stop: one closed
@@ -219,7 +194,7 @@ internal sealed class ClusterListener : IDisposable
         finally
         {
             // Accepted connections are never dropped here: those still waiting for their first bytes go on as they are.
-            FirstBytes?.Flush();
+            t_firstBytes?.Flush();
         }
     }
 
@@ -257,9 +232,9 @@ internal sealed class ClusterListener : IDisposable
 
             if (_stopped || count == batch.Length)
             {
-                if (FirstBytes is { Count: > 0 })
+                if (t_firstBytes is { Count: > 0 } pending)
                 {
-                    PollFirstBytes(handle, FirstBytes, sleep: false);
+                    PollFirstBytes(handle, pending, sleep: false);
                 }
 
                 continue;
@@ -267,7 +242,7 @@ internal sealed class ClusterListener : IDisposable
 
             switch (errno)
             {
-                case Errno.EAGAIN when FirstBytes is { Count: > 0 } waiting:
+                case Errno.EAGAIN when t_firstBytes is { Count: > 0 } waiting:
                     PollFirstBytes(handle, waiting, sleep: true);
                     continue;
                 case Errno.EAGAIN:

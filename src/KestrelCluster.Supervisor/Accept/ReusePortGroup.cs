@@ -16,7 +16,6 @@ namespace KestrelCluster.Supervisor.Accept;
 // the program is attached again whenever it changes.
 internal sealed class ReusePortGroup : IDisposable
 {
-    private const int Backlog = 4096;
     // A retired socket closes once its worker has exited and nothing arrived for this long (a handshake that
     // began before the steering changed completes into its queue meanwhile).
     private static readonly TimeSpan RetireQuiet = TimeSpan.FromMilliseconds(250);
@@ -43,29 +42,7 @@ internal sealed class ReusePortGroup : IDisposable
 
     public string Steering => _steering.Method;
 
-    public static Socket CreateSocket(EndPoint endPoint)
-    {
-        var socket = new Socket(endPoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
-        try
-        {
-            if (endPoint is IPEndPoint { Address: var address } && address.Equals(IPAddress.IPv6Any))
-            {
-                // Like Kestrel: [::] serves IPv4 too.
-                socket.DualMode = true;
-            }
-
-            // Before bind: every socket of the group must have it, the first one included.
-            socket.SetRawSocketOption(Libc.SOL_SOCKET, Libc.SO_REUSEPORT, BitConverter.GetBytes(1));
-            socket.Bind(endPoint);
-            socket.Listen(Backlog);
-            return socket;
-        }
-        catch
-        {
-            socket.Dispose();
-            throw;
-        }
-    }
+    public static Socket CreateSocket(EndPoint endPoint) => ListeningSocket.Create(endPoint, reusePort: true);
 
     /// <summary>The listening socket of a slot (created on its worker's first bind); the worker accepts on it.</summary>
     public nint HandleFor(int slot)

@@ -1,5 +1,4 @@
 using KestrelCluster.Protocol;
-using KestrelCluster.Supervisor.Admin;
 using KestrelCluster.Supervisor.Control;
 using KestrelCluster.Supervisor.Upgrade;
 
@@ -226,8 +225,7 @@ internal sealed partial class ClusterSupervisor
         {
             try
             {
-                _admin = await AdminServer.StartAsync(adminUrls, IsReady, FailingSummary, () => _metrics.ToPrometheusText(Generation), CancellationToken.None).ConfigureAwait(false);
-                SupervisorLog.AdminListening(_logger, string.Join(", ", _admin.Addresses));
+                await StartAdminAsync(adminUrls, CancellationToken.None).ConfigureAwait(false);
                 return;
             }
             catch (Exception ex) when (ex is IOException or InvalidOperationException or System.Net.Sockets.SocketException)

@@ -176,8 +176,7 @@ internal sealed partial class ClusterSupervisor : IWorkerSessionHandler, IDispos
         {
             try
             {
-                _admin = await AdminServer.StartAsync(adminUrls, IsReady, FailingSummary, () => _metrics.ToPrometheusText(Generation), cancellationToken).ConfigureAwait(false);
-                SupervisorLog.AdminListening(_logger, string.Join(", ", _admin.Addresses));
+                await StartAdminAsync(adminUrls, cancellationToken).ConfigureAwait(false);
             }
             catch (Exception ex) when (ex is IOException or InvalidOperationException or System.Net.Sockets.SocketException or FormatException or UriFormatException)
             {
@@ -248,6 +247,13 @@ internal sealed partial class ClusterSupervisor : IWorkerSessionHandler, IDispos
         }
 
         return _exitCode;
+    }
+
+    // /healthz, /readyz and /metrics on --admin-urls (at start, or once an upgrade has taken over the port).
+    private async Task StartAdminAsync(string adminUrls, CancellationToken cancellationToken)
+    {
+        _admin = await AdminServer.StartAsync(adminUrls, IsReady, FailingSummary, () => _metrics.ToPrometheusText(Generation), cancellationToken).ConfigureAwait(false);
+        SupervisorLog.AdminListening(_logger, string.Join(", ", _admin.Addresses));
     }
 
     private void Handle(SupervisorEvent @event)

@@ -129,12 +129,7 @@ public sealed class AffinityTests(ITestOutputHelper output)
         }
     }
 
-    private async Task<ClusterRun> StartChatAsync(params string[] extraArguments)
-    {
-        var run = ClusterRun.Start(output, ["--workers", "2", "--urls", "http://127.0.0.1:0", .. extraArguments, "--", TestPaths.Dotnet, TestPaths.ChatAppDll],
-            appendSampleCommand: false, workingDirectory: Path.GetDirectoryName(TestPaths.ChatAppDll));
-        return await run.ReadyAsync(workers: 2);
-    }
+    private Task<ClusterRun> StartChatAsync(params string[] extraArguments) => ClusterRun.StartAppReadyAsync(output, TestPaths.ChatAppDll, null, extraArguments);
 
     // Starts every client at once, asks each which worker and transport serve it, and stops them.
     private async Task<IReadOnlyList<WhoAmI>> ConnectClientsAsync(int port, HttpTransportType? transports, int invocations = 1)

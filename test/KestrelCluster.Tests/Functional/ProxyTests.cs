@@ -94,19 +94,5 @@ public sealed class ProxyTests(ITestOutputHelper output)
         Assert.True(upstreamConnections < requests / 2, $"nginx kept few upstream connections alive: {upstreamConnections} for {requests} requests");
     }
 
-    private async Task<ClusterRun> StartChatAsync()
-    {
-        var run = ClusterRun.Start(output, ["--workers", "2", "--urls", "http://127.0.0.1:0", "--", TestPaths.Dotnet, TestPaths.ChatAppDll],
-            appendSampleCommand: false, workingDirectory: Path.GetDirectoryName(TestPaths.ChatAppDll));
-        try
-        {
-            await run.WaitForLineAsync(new Regex("All 2 workers ready"), ClusterRun.StartTimeout);
-            return run;
-        }
-        catch
-        {
-            await run.DisposeAsync();
-            throw;
-        }
-    }
+    private Task<ClusterRun> StartChatAsync() => ClusterRun.StartAppReadyAsync(output, TestPaths.ChatAppDll);
 }

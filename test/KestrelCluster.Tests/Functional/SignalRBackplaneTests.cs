@@ -210,15 +210,9 @@ public sealed class SignalRBackplaneTests(SignalRBackplaneTests.ChatCluster clus
     {
         public ClusterRun Run { get; private set; } = null!;
 
-        public async Task InitializeAsync() => Run = await StartChatClusterAsync(null, new Dictionary<string, string>());
+        public async Task InitializeAsync() => Run = await ClusterRun.StartAppReadyAsync(null, TestPaths.ChatAppDll);
 
         public async Task DisposeAsync() => await Run.DisposeAsync();
     }
 
-    internal static async Task<ClusterRun> StartChatClusterAsync(ITestOutputHelper? output, IDictionary<string, string> environment)
-    {
-        var run = ClusterRun.Start(output, ["--workers", "2", "--urls", "http://127.0.0.1:0", "--", TestPaths.Dotnet, TestPaths.ChatAppDll],
-            environment, appendSampleCommand: false, workingDirectory: Path.GetDirectoryName(TestPaths.ChatAppDll));
-        return await run.ReadyAsync(workers: 2);
-    }
 }

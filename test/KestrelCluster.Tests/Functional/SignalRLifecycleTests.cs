@@ -51,7 +51,7 @@ public sealed class SignalRLifecycleTests(ITestOutputHelper output)
     public async Task RollingReload_TwentyConnectedClients_ReconnectToTheNewWorkersBeforeTheDrainWindowEnds()
     {
         // A drain window longer than the wait below: clients must be let go at its start, not at its end.
-        await using var cluster = await SignalRBackplaneTests.StartChatClusterAsync(output, new Dictionary<string, string> { ["CHAT_DRAIN_SECONDS"] = "20" });
+        await using var cluster = await ClusterRun.StartAppReadyAsync(output, TestPaths.ChatAppDll, new Dictionary<string, string> { ["CHAT_DRAIN_SECONDS"] = "20" });
         var clients = await ChatClient.ConnectManyAsync(cluster.Port, 20, reconnect: true);
         try
         {

@@ -196,6 +196,14 @@ public sealed partial class ClusterRun : IAsyncDisposable
         return await run.ReadyAsync(workers);
     }
 
+    /// <summary>Starts 2 workers of a test app (its dll, run from its folder) and waits until both are ready.</summary>
+    public static async Task<ClusterRun> StartAppReadyAsync(ITestOutputHelper? output, string appDll, IDictionary<string, string>? environment = null, params string[] extraArguments)
+    {
+        var run = Start(output, ["--workers", "2", "--urls", "http://127.0.0.1:0", .. extraArguments, "--", TestPaths.Dotnet, appDll],
+            environment, appendSampleCommand: false, workingDirectory: Path.GetDirectoryName(appDll));
+        return await run.ReadyAsync(workers: 2);
+    }
+
     /// <summary>Waits until every worker of this cluster is ready; a cluster that never gets there is disposed (its processes killed).</summary>
     public async Task<ClusterRun> ReadyAsync(int workers)
     {
