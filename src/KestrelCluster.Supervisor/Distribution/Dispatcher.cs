@@ -366,15 +366,15 @@ internal sealed class Dispatcher
         {
             if (target.Id == handoff.Worker)
             {
-                return target != except && target.Unacked.Count < StickyWindow && target.Serves(handoff.ListenerId) && SendLocked(target, handoff);
+                return CanTake(target, handoff, except, StickyWindow) && SendLocked(target, handoff);
             }
         }
 
         return false;
     }
 
-    private bool CanTake(DispatchTarget target, Handoff handoff, DispatchTarget? except)
-        => target != except && target.Unacked.Count < _window && target.Serves(handoff.ListenerId);
+    private bool CanTake(DispatchTarget target, Handoff handoff, DispatchTarget? except, int? window = null)
+        => target != except && target.Unacked.Count < (window ?? _window) && target.Serves(handoff.ListenerId);
 
     private bool TrySendRoundRobinLocked(Handoff handoff, DispatchTarget? except)
     {
