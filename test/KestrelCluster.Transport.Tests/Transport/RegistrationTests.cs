@@ -1,11 +1,9 @@
-extern alias transport;
-
 using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
-using ClusterOptions = transport::KestrelCluster.ClusterTransportOptions;
-using IClusterWorker = transport::KestrelCluster.IClusterWorker;
-using ClusterExtensions = transport::Microsoft.AspNetCore.Hosting.ClusterWebHostBuilderExtensions;
+using ClusterOptions = KestrelCluster.ClusterTransportOptions;
+using IClusterWorker = KestrelCluster.IClusterWorker;
+using ClusterExtensions = Microsoft.AspNetCore.Hosting.ClusterWebHostBuilderExtensions;
 
 namespace KestrelCluster.Tests.Transport;
 
