@@ -33,7 +33,7 @@ public sealed partial class CleanupTests(ITestOutputHelper output)
 
         Assert.Equal("the test failed here", thrown.Message);
         Assert.Equal(2, pids.Count);
-        Assert.All(pids, pid => Assert.False(Pids.IsAlive(pid), $"worker pid {pid} is still alive"));
+        Assert.All(pids, pid => Assert.False(ProcessInfo.IsAlive(pid), $"worker pid {pid} is still alive"));
     }
 
     [Fact]
@@ -42,12 +42,12 @@ public sealed partial class CleanupTests(ITestOutputHelper output)
         // xunit disposes a class fixture with Dispose() whatever its tests did.
         var cluster = new ClusterApplicationFactory<Program>().WithWorkers(3).WithOutput(output.WriteLine);
         var pids = cluster.Workers.Select(w => w.Pid).ToList();
-        Assert.All(pids, pid => Assert.True(Pids.IsAlive(pid)));
+        Assert.All(pids, pid => Assert.True(ProcessInfo.IsAlive(pid)));
 
         cluster.Dispose();
 
         Assert.Equal(3, pids.Count);
-        Assert.All(pids, pid => Assert.False(Pids.IsAlive(pid), $"worker pid {pid} is still alive"));
+        Assert.All(pids, pid => Assert.False(ProcessInfo.IsAlive(pid), $"worker pid {pid} is still alive"));
     }
 
     [Fact]
@@ -72,7 +72,7 @@ public sealed partial class CleanupTests(ITestOutputHelper output)
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => cluster.StartAsync(cancel.Token));
 
         Assert.Equal(2, started.Count);
-        Assert.All(started, pid => Assert.False(Pids.IsAlive(pid), $"worker pid {pid} is still alive"));
+        Assert.All(started, pid => Assert.False(ProcessInfo.IsAlive(pid), $"worker pid {pid} is still alive"));
         // The factory stays failed rather than half-started.
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => cluster.StartAsync());
     }
@@ -95,7 +95,7 @@ public sealed partial class CleanupTests(ITestOutputHelper output)
         });
 
         Assert.Equal(2, pids.Count);
-        Assert.All(pids, pid => Assert.False(Pids.IsAlive(pid), $"worker pid {pid} is still alive"));
+        Assert.All(pids, pid => Assert.False(ProcessInfo.IsAlive(pid), $"worker pid {pid} is still alive"));
     }
 
     [Fact]

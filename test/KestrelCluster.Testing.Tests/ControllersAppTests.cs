@@ -91,7 +91,7 @@ public sealed class ControllersAppTests : IClassFixture<ControllersAppTests.Clus
     [Fact]
     public async Task GetWorker_ContentRootGiven_WorkersRunFromTheProjectFolder()
     {
-        var projectFolder = Path.Combine(Pids.RepoRoot, "test", "TestApps", "ControllersApp");
+        var projectFolder = Path.Combine(TestPaths.RepoRoot, "test", "TestApps", "ControllersApp");
         await using var cluster = new ClusterApplicationFactory<Program>().WithWorkers(1).WithContentRoot(projectFolder).WithOutput(_cluster.Output);
         using var client = cluster.CreateClient();
 

@@ -65,7 +65,7 @@ public sealed class AcceptThreadsTests(ITestOutputHelper output)
     {
         await using var cluster = await ClusterRun.StartReadyAsync(output, workers: 2, extraArguments: ["--accept-threads", "2"]);
         var port = cluster.Port;
-        var inodes = ListeningInodes(port);
+        var inodes = ProcessInfo.ListeningInodes(port);
         Assert.Equal(2, inodes.Count);
         using var stopLoad = new CancellationTokenSource();
         var load = LoadRunner.RunAsync(new Uri($"http://127.0.0.1:{port}/"), keepAliveClients: 8, newConnectionClients: 8, TimeSpan.FromMinutes(5), stopLoad.Token);
@@ -89,17 +89,7 @@ public sealed class AcceptThreadsTests(ITestOutputHelper output)
 
         Assert.Equal(0, result.Failed);
         Assert.True(result.Answered > 200, result.ToString());
-        Assert.Equal(inodes, ListeningInodes(port));
+        Assert.Equal(inodes, ProcessInfo.ListeningInodes(port));
         Assert.All(inodes, inode => Assert.Contains(ProcessInfo.FdTargets(newSupervisor), t => t.EndsWith($"socket:[{inode}]")));
-    }
-
-    private static List<string> ListeningInodes(int port)
-    {
-        var local = $"0100007F:{port:X4}";
-        return [.. File.ReadLines("/proc/net/tcp").Skip(1)
-            .Select(line => line.Split(' ', StringSplitOptions.RemoveEmptyEntries))
-            .Where(fields => fields[1] == local && fields[3] == "0A")
-            .Select(fields => fields[9])
-            .Order()];
     }
 }

@@ -107,9 +107,9 @@ public sealed class SystemdTests(ITestOutputHelper output)
         // systemd's variables are the supervisor's alone: a worker with them could notify systemd itself.
         foreach (var pid in cluster.WorkerPids)
         {
-            var environment = (await File.ReadAllTextAsync($"/proc/{pid}/environ")).Split('\0');
-            Assert.Contains(environment, v => v.StartsWith("KESTREL_CLUSTER_CHANNEL="));
-            Assert.DoesNotContain(environment, v => v.StartsWith("NOTIFY_SOCKET=") || v.StartsWith("WATCHDOG_USEC="));
+            var environment = ProcessInfo.EnvironmentOf(pid);
+            Assert.Contains("KESTREL_CLUSTER_CHANNEL", environment.Keys);
+            Assert.DoesNotContain(environment.Keys, k => k is "NOTIFY_SOCKET" or "WATCHDOG_USEC");
         }
 
         cluster.Signal(ProcessInfo.SIGTERM);
@@ -219,17 +219,6 @@ public sealed class SystemdTests(ITestOutputHelper output)
         return ((IPEndPoint)probe.LocalEndpoint).Port;
     }
 
-    private static async Task WaitForListeningAsync(int port)
-    {
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
-        while (!File.ReadAllText("/proc/net/tcp").Contains($"0100007F:{port:X4} 00000000:0000 0A"))
-        {
-            if (DateTime.UtcNow > deadline)
-            {
-                throw new TimeoutException($"nothing listens on 127.0.0.1:{port}");
-            }
-
-            await Task.Delay(50);
-        }
-    }
+    private static Task WaitForListeningAsync(int port)
+        => Wait.UntilAsync(() => ProcessInfo.ListeningInodes(port).Count > 0, TimeSpan.FromSeconds(30));
 }

@@ -438,11 +438,7 @@ public sealed partial class UnchangedAppTests(TemplateApps apps, ITestOutputHelp
     }
 
     // Paths of the files named <paramref name="fileName"/> that the process has mapped (the assemblies it loaded).
-    private static List<string> MappedFiles(int pid, string fileName) => [.. File.ReadLines($"/proc/{pid}/maps")
-        .Select(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries))
-        .Where(f => f.Length >= 6 && Path.GetFileName(f[5]) == fileName)
-        .Select(f => f[5])
-        .Distinct()];
+    private static List<string> MappedFiles(int pid, string fileName) => [.. ProcessInfo.MappedFiles(pid).Where(f => Path.GetFileName(f) == fileName)];
 
     [GeneratedRegex("All 2 workers ready")]
     private static partial Regex AllReady();

@@ -144,17 +144,5 @@ public sealed class UpgradeTests(ITestOutputHelper output)
 
     // The inode of the socket listening on 127.0.0.1:port (state 0A in /proc/net/tcp).
     internal static string ListeningInode(int port)
-    {
-        var local = $"0100007F:{port:X4}";
-        foreach (var line in File.ReadLines("/proc/net/tcp").Skip(1))
-        {
-            var fields = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
-            if (fields[1] == local && fields[3] == "0A")
-            {
-                return fields[9];
-            }
-        }
-
-        throw new InvalidOperationException($"nothing listens on 127.0.0.1:{port}");
-    }
+        => ProcessInfo.ListeningInodes(port) is [var inode, ..] ? inode : throw new InvalidOperationException($"nothing listens on 127.0.0.1:{port}");
 }

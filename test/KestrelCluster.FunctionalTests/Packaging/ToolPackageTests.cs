@@ -85,9 +85,9 @@ public sealed partial class ToolPackageTests(PackedPackages packages, ITestOutpu
         Assert.Equal([answeredBy], run.WorkerPids);
         // The supervisor is that native program, with no runtime loaded from the shared framework ...
         Assert.Equal(executable, File.ResolveLinkTarget($"/proc/{run.Pid}/exe", returnFinalTarget: false)?.FullName);
-        Assert.DoesNotContain(MappedFiles(run.Pid), f => f.EndsWith("libcoreclr.so", StringComparison.Ordinal));
+        Assert.DoesNotContain(ProcessInfo.MappedFiles(run.Pid), f => f.EndsWith("libcoreclr.so", StringComparison.Ordinal));
         // ... and its worker loaded the startup hook shipped beside it.
-        Assert.Contains(Path.Combine(Path.GetDirectoryName(executable)!, HookFile), MappedFiles(answeredBy));
+        Assert.Contains(Path.Combine(Path.GetDirectoryName(executable)!, HookFile), ProcessInfo.MappedFiles(answeredBy));
 
         run.Signal(ProcessInfo.SIGTERM);
         Assert.Equal(0, await run.WaitForExitAsync(TimeSpan.FromSeconds(30)));
@@ -119,10 +119,10 @@ public sealed partial class ToolPackageTests(PackedPackages packages, ITestOutpu
 
         Assert.Equal([answeredBy], run.WorkerPids);
         // The supervisor runs the packaged IL on the shared framework's runtime.
-        var mapped = MappedFiles(run.Pid);
+        var mapped = ProcessInfo.MappedFiles(run.Pid);
         Assert.Contains(dll, mapped);
         Assert.Contains(mapped, f => f.EndsWith("libcoreclr.so", StringComparison.Ordinal) && f.Contains("/shared/Microsoft.NETCore.App/", StringComparison.Ordinal));
-        Assert.Contains(Path.Combine(Path.GetDirectoryName(dll)!, HookFile), MappedFiles(answeredBy));
+        Assert.Contains(Path.Combine(Path.GetDirectoryName(dll)!, HookFile), ProcessInfo.MappedFiles(answeredBy));
     }
 
     [Fact]
@@ -148,7 +148,7 @@ public sealed partial class ToolPackageTests(PackedPackages packages, ITestOutpu
         var command = await InstallAsync("kestrel-cluster", "counters");
         await using var run = ClusterRun.Start(output, ["-w", "1", "--urls", "http://127.0.0.1:0"], supervisorCommand: [command]);
         await run.WaitForLineAsync(AllReady(), ClusterRun.StartTimeout);
-        Assert.DoesNotContain(MappedFiles(run.Pid), f => f.EndsWith("libcoreclr.so", StringComparison.Ordinal));
+        Assert.DoesNotContain(ProcessInfo.MappedFiles(run.Pid), f => f.EndsWith("libcoreclr.so", StringComparison.Ordinal));
 
         // The diagnostics IPC socket is there, as `dotnet-counters ps` finds it ...
         Assert.Contains(run.Pid, DiagnosticsClient.GetPublishedProcesses());
@@ -229,10 +229,6 @@ public sealed partial class ToolPackageTests(PackedPackages packages, ITestOutpu
         using var file = File.OpenRead(path);
         return file.Read(magic) == 4 && magic.SequenceEqual("\u007fELF"u8);
     }
-
-    /// <summary>The files a process has mapped (/proc/pid/maps): its executable, native libraries and loaded assemblies.</summary>
-    private static HashSet<string> MappedFiles(int pid) =>
-        [.. File.ReadLines($"/proc/{pid}/maps").Select(l => l.Split(' ', 6, StringSplitOptions.RemoveEmptyEntries)).Where(f => f.Length == 6).Select(f => f[5].Trim()).Where(f => f.StartsWith('/'))];
 
     private IReadOnlyList<string> Entries(string id)
     {

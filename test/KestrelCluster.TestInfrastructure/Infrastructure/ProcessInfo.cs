@@ -11,19 +11,7 @@ internal static partial class ProcessInfo
     public const int SIGSTOP = 19;
 
     // A zombie (exited, not yet reaped) counts as gone: it holds no sockets and runs no code.
-    public static bool IsAlive(int pid)
-    {
-        try
-        {
-            var stat = File.ReadAllText($"/proc/{pid}/stat");
-            var state = stat[(stat.LastIndexOf(')') + 2)..][0];
-            return state is not ('Z' or 'X');
-        }
-        catch (IOException)
-        {
-            return false;
-        }
-    }
+    public static bool IsAlive(int pid) => Stat(pid) is { State: not ('Z' or 'X') };
 
     /// <summary>
     /// Live processes (other than this one) whose environment mentions <paramref name="text"/>: a run's
@@ -133,6 +121,7 @@ internal static partial class ProcessInfo
         }
     }
 
+    // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so read after the last ')'.
     private static (char State, int ParentPid)? Stat(int pid)
     {
         try
@@ -149,20 +138,38 @@ internal static partial class ProcessInfo
 
     public static async Task<bool> WaitUntilGoneAsync(IEnumerable<int> pids, TimeSpan timeout)
     {
-        var deadline = DateTime.UtcNow + timeout;
         var remaining = pids.ToList();
-        while (DateTime.UtcNow < deadline)
+        try
         {
-            remaining.RemoveAll(pid => !IsAlive(pid));
-            if (remaining.Count == 0)
-            {
-                return true;
-            }
-
-            await Task.Delay(50);
+            // A pid seen gone is not looked at again: the kernel may give its number to a new process.
+            await Wait.UntilAsync(
+                () =>
+                {
+                    remaining.RemoveAll(pid => !IsAlive(pid));
+                    return remaining.Count == 0;
+                },
+                timeout);
+            return true;
         }
+        catch (TimeoutException)
+        {
+            return false;
+        }
+    }
 
-        return remaining.All(pid => !IsAlive(pid));
+    /// <summary>The files a process has mapped (/proc/pid/maps): its executable, native libraries and loaded assemblies.</summary>
+    public static HashSet<string> MappedFiles(int pid) =>
+        [.. File.ReadLines($"/proc/{pid}/maps").Select(l => l.Split(' ', 6, StringSplitOptions.RemoveEmptyEntries)).Where(f => f.Length == 6).Select(f => f[5].Trim()).Where(f => f.StartsWith('/'))];
+
+    /// <summary>Inodes of the sockets listening on 127.0.0.1:<paramref name="port"/> (state 0A in /proc/net/tcp), in order.</summary>
+    public static List<string> ListeningInodes(int port)
+    {
+        var local = $"0100007F:{port:X4}";
+        return [.. File.ReadLines("/proc/net/tcp").Skip(1)
+            .Select(line => line.Split(' ', StringSplitOptions.RemoveEmptyEntries))
+            .Where(fields => fields[1] == local && fields[3] == "0A")
+            .Select(fields => fields[9])
+            .Order()];
     }
 
     [LibraryImport("libc", SetLastError = true)]

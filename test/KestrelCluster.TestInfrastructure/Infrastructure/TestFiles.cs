@@ -1,4 +1,4 @@
-using KestrelCluster.Interop;
+using Microsoft.Win32.SafeHandles;
 
 namespace KestrelCluster.Tests.Infrastructure;
 
@@ -25,11 +25,31 @@ internal sealed class TestFiles : IDisposable
 
     public IReadOnlyList<TestFd> Open(int count) => [.. Enumerable.Range(0, count).Select(_ => Open())];
 
+    /// <summary>
+    /// How many fds of this process point at one of these files: the test's own plus every copy passed to the code
+    /// under test (SCM_RIGHTS) that it has not closed. Counted by target, so other tests' fds do not count.
+    /// </summary>
+    public int OpenFdsToThem()
+    {
+        var paths = _opened.Select(f => f.Path).ToHashSet();
+        return Directory.GetFiles("/proc/self/fd").Count(fd =>
+        {
+            try
+            {
+                return new FileInfo(fd).LinkTarget is { } target && paths.Contains(target);
+            }
+            catch (IOException)
+            {
+                return false;
+            }
+        });
+    }
+
     public void Dispose()
     {
         foreach (var fd in _opened.Where(f => f.IsOpen))
         {
-            Libc.Close(fd.Fd);
+            new SafeFileHandle(fd.Fd, ownsHandle: true).Dispose();
         }
 
         Directory.Delete(_directory, recursive: true);

@@ -1,5 +1,4 @@
 using System.Net.Sockets;
-using KestrelCluster.Protocol;
 
 namespace KestrelCluster.Tests.Infrastructure;
 
@@ -10,11 +9,11 @@ internal sealed class SocketPair : IDisposable
 
     public SocketPair()
     {
-        using var listener = ChannelSocket.CreateSocket();
+        using var listener = NewSocket();
         var endPoint = new UnixDomainSocketEndPoint(Path.Combine(_directory, "pair.sock"));
         listener.Bind(endPoint);
         listener.Listen(1);
-        Left = ChannelSocket.CreateSocket();
+        Left = NewSocket();
         Left.Connect(endPoint);
         Right = listener.Accept();
     }
@@ -22,6 +21,8 @@ internal sealed class SocketPair : IDisposable
     public Socket Left { get; }
 
     public Socket Right { get; }
+
+    private static Socket NewSocket() => new(AddressFamily.Unix, SocketType.Seqpacket, ProtocolType.Unspecified);
 
     public void Dispose()
     {
