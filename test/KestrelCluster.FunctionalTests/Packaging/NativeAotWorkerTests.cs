@@ -49,21 +49,10 @@ public sealed partial class NativeAotWorkerTests(ITestOutputHelper output) : IDi
 
         var sender = (await (await client.PostAsync("/broadcast/hello", null)).EnsureSuccessStatusCode().Content.ReadFromJsonAsync<Received>())!.Pid;
 
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
-        Received? other = null;
-        while (DateTime.UtcNow < deadline)
-        {
-            var received = (await client.GetFromJsonAsync<Received>("/received"))!;
-            if (received.Pid != sender && received.Notes.Length > 0)
-            {
-                other = received;
-                break;
-            }
-
-            await Task.Delay(50);
-        }
-
-        Assert.NotNull(other);
+        var other = await Wait.ForAsync(
+            async () => (await client.GetFromJsonAsync<Received>("/received"))!,
+            received => received.Pid != sender && received.Notes.Length > 0,
+            TimeSpan.FromSeconds(20));
         Assert.Equal([$"hello from {sender}"], other.Notes);
         Assert.Equal(run.WorkerPids.Order(), new[] { sender, other.Pid }.Order());
     }

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Text.RegularExpressions;
 using KestrelCluster.Load;
 using KestrelCluster.Tests.Infrastructure;
@@ -30,10 +29,9 @@ public sealed class BlockedStdoutTests(ITestOutputHelper output)
         var polls = 0;
         while (!load.IsCompleted)
         {
-            var watch = Stopwatch.StartNew();
+            // A list that takes longer than Prompt fails here with a TimeoutException.
             var (exitCode, _, stderr) = await cluster.RunCliAsync(Prompt, "list", "--json");
             Assert.True(exitCode == 0, $"list failed while stdout was blocked: {stderr}");
-            Assert.True(watch.Elapsed < Prompt, $"list took {watch.Elapsed.TotalSeconds:0.0} s");
             await Http.GetPidAsync(client);
             Assert.Equal(pids, cluster.LiveWorkerPids().Order());
             polls++;

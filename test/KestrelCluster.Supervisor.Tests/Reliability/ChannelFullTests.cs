@@ -53,7 +53,6 @@ public sealed class ChannelFullTests(ITestOutputHelper output)
         Assert.Equal(Connections, stuckHolds + readingHolds);
         Assert.InRange(stuckHolds, 10, Connections / 4);
         Assert.True(readingHolds > 2 * stuckHolds, "most connections should have gone to the worker that reads");
-        Assert.True(slowest < TimeSpan.FromSeconds(1), $"a Dispatch call waited {slowest.TotalMilliseconds:0} ms");
 
         dispatcher.Close();
     }
