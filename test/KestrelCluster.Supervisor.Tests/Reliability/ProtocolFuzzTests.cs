@@ -144,26 +144,9 @@ public sealed class ProtocolFuzzTests(ITestOutputHelper output)
         output.WriteLine($"{Frames} frames in {stopwatch.ElapsedMilliseconds} ms: {string.Join(", ", statuses.Select(s => $"{s.Key} {s.Value}"))}");
         Assert.Equal(ReceiveStatus.WouldBlock, receiver.TryReceive(buffer, fds, out _, out _));
         // Counted by target, not in total: other tests' sockets may close in the background meanwhile.
-        Assert.Equal(passable.Count, OpenFdsTo(passable));
+        Assert.Equal(passable.Count, files.OpenFdsToThem());
         Assert.All(passable, f => Assert.True(f.IsOpen, $"{f} was closed on the sender's side"));
         GC.KeepAlive(sender);
-    }
-
-    // How many of this process's fds point at one of these files: each passed copy the receiver kept would add one.
-    private static int OpenFdsTo(IReadOnlyList<TestFd> files)
-    {
-        var paths = files.Select(f => f.Path).ToHashSet();
-        return Directory.GetFiles("/proc/self/fd").Count(fd =>
-        {
-            try
-            {
-                return new FileInfo(fd).LinkTarget is { } target && paths.Contains(target);
-            }
-            catch (IOException)
-            {
-                return false;
-            }
-        });
     }
 
     // sendmsg with any number of fds (ChannelSocket refuses more than a frame may carry, a hostile peer would not).
