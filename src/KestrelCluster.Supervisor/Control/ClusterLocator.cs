@@ -1,7 +1,7 @@
 using System.Globalization;
 using KestrelCluster.Interop;
 using KestrelCluster.Supervisor.Cli;
-using KestrelCluster.Supervisor.Hosting;
+using KestrelCluster.Supervisor.Runtime;
 
 namespace KestrelCluster.Supervisor.Control;
 

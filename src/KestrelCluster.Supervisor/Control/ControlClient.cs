@@ -3,7 +3,6 @@ using System.Text.Json;
 using KestrelCluster.Interop;
 using KestrelCluster.Protocol;
 using KestrelCluster.Supervisor.Cli;
-using KestrelCluster.Supervisor.Hosting;
 
 namespace KestrelCluster.Supervisor.Control;
 

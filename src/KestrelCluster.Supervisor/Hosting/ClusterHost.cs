@@ -1,5 +1,6 @@
 using KestrelCluster.Supervisor.Cli;
 using KestrelCluster.Supervisor.Control;
+using KestrelCluster.Supervisor.Runtime;
 using KestrelCluster.Supervisor.Workers;
 using Microsoft.Extensions.Logging;
 

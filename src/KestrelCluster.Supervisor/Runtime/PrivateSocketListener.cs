@@ -3,7 +3,7 @@ using KestrelCluster.Interop;
 using KestrelCluster.Protocol;
 using KestrelCluster.Supervisor.Cli;
 
-namespace KestrelCluster.Supervisor.Hosting;
+namespace KestrelCluster.Supervisor.Runtime;
 
 // A SOCK_SEQPACKET listening socket for the supervisor's user alone (0600, inside the 0700 runtime folder), or
 // also for one group (0660, group-owned); peers are still checked with SO_PEERCRED by whoever serves them. Each

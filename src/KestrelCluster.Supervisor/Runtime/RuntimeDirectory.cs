@@ -3,7 +3,7 @@ using System.Net.Sockets;
 using KestrelCluster.Interop;
 using KestrelCluster.Supervisor.Cli;
 
-namespace KestrelCluster.Supervisor.Hosting;
+namespace KestrelCluster.Supervisor.Runtime;
 
 // $XDG_RUNTIME_DIR/kestrel-cluster/<name> (or $TMPDIR/kestrel-cluster-<uid>/<name>): 0700, ours alone, or 0750
 // for the --control-group. Holds the channel socket the workers join, the control socket, the supervisor's pid and
