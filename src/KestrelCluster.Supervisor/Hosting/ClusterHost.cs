@@ -45,7 +45,8 @@ internal sealed class ClusterHost : IAsyncDisposable
 
     /// <summary>
     /// Resolves the workers' command (unless given), creates the runtime folder, publishes a --project app into it
-    /// and starts the supervisor. Throws <see cref="CommandLineException"/> for bad input or a failed build;
+    /// and starts the supervisor. Throws <see cref="CommandLineException"/> for bad input, <see cref="BuildFailedException"/>,
+    /// <see cref="ClusterAlreadyRunningException"/> or <see cref="RuntimeFolderException"/>;
     /// cancelling the token later stops the run gracefully.
     /// </summary>
     public static async Task<ClusterHost> StartAsync(
@@ -78,7 +79,7 @@ internal sealed class ClusterHost : IAsyncDisposable
                 if (first.Command is null)
                 {
                     await error.WriteAsync(first.Output).ConfigureAwait(false);
-                    throw new CommandLineException($"the build of {project} failed: {first.Error}");
+                    throw new BuildFailedException($"the build of {project} failed: {first.Error}");
                 }
 
                 command = first.Command;

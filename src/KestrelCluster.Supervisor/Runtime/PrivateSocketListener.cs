@@ -1,7 +1,6 @@
 using System.Net.Sockets;
 using KestrelCluster.Interop;
 using KestrelCluster.Protocol;
-using KestrelCluster.Supervisor.Cli;
 
 namespace KestrelCluster.Supervisor.Runtime;
 
@@ -24,7 +23,7 @@ internal sealed class PrivateSocketListener : IDisposable
         {
             var errno = Errno.Last;
             _socket.Dispose();
-            throw new CommandLineException($"cannot give the control socket {path} to group {gid} (errno {errno}).");
+            throw new RuntimeFolderException($"cannot give the control socket {path} to group {gid} (errno {errno}).");
         }
 
         _socket.Listen(backlog);
