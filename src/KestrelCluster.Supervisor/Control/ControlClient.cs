@@ -1,6 +1,5 @@
 using System.Net.Sockets;
 using System.Text.Json;
-using KestrelCluster.Interop;
 using KestrelCluster.Protocol;
 
 namespace KestrelCluster.Supervisor.Control;

@@ -15,7 +15,6 @@ internal sealed class ClusterHost : IAsyncDisposable
     private ClusterHost(ClusterSupervisor supervisor, ProjectPublisher? publisher, RuntimeDirectory runtimeDirectory, CancellationToken cancellationToken)
     {
         _supervisor = supervisor;
-        RuntimeFolder = runtimeDirectory.Path;
         ChannelSocketPath = runtimeDirectory.ChannelSocketPath;
         Completion = Task.Run(async () =>
         {
@@ -35,8 +34,6 @@ internal sealed class ClusterHost : IAsyncDisposable
 
     /// <summary>The run's exit code (0 after a clean stop), once every worker is gone.</summary>
     public Task<int> Completion { get; }
-
-    public string RuntimeFolder { get; }
 
     /// <summary>Every worker has it in <c>KESTREL_CLUSTER_CHANNEL</c>: it finds them, whatever their pid.</summary>
     public string ChannelSocketPath { get; }
