@@ -37,7 +37,7 @@ public sealed partial class FolderDependencyTests
     }
 
     // folder -> folder it uses -> files that use it. A use is `KestrelCluster.Supervisor.<Folder>` (using directives,
-    // fully qualified names) or a name qualified by a sibling folder (`Hosting.RuntimeDirectory`), in code only.
+    // fully qualified names) or a name qualified by a sibling folder (`Workers.ChannelServer`), in code only.
     private static Dictionary<string, Dictionary<string, SortedSet<string>>> ReadGraph()
     {
         var files = Directory.EnumerateFiles(SupervisorSource, "*.cs", SearchOption.AllDirectories)
