@@ -5,8 +5,11 @@ using KestrelCluster.Interop;
 using KestrelCluster.Supervisor.Cli;
 using KestrelCluster.Supervisor.Control;
 using KestrelCluster.Supervisor.Hosting;
+using KestrelCluster.Supervisor.Logging;
 using KestrelCluster.Supervisor.Output;
+using KestrelCluster.Supervisor.Runtime;
 using KestrelCluster.Supervisor.Upgrade;
+using KestrelCluster.Supervisor.Workers;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Console;
 
@@ -137,8 +140,9 @@ internal static class Program
             RunSettings.ApplyLayers(options, Environment.GetEnvironmentVariable, AppFolder(options));
             host = await ClusterHost.StartAsync(options, loggerFactory, stdout, Console.Error, stopping.Token, handover: handover).ConfigureAwait(false);
         }
-        catch (CommandLineException ex)
+        catch (Exception ex) when (ex is CommandLineException or ClusterAlreadyRunningException or RuntimeFolderException or BuildFailedException)
         {
+            // The cluster never started: exit 2, for bad input and these alike.
             return Error(ex.Message, UsageError);
         }
         catch (OperationCanceledException)
@@ -160,7 +164,7 @@ internal static class Program
         {
             response = await ControlClient.SendAsync(verb.Name, verb.Owner, new ControlRequest(verb.Verb, verb.Workers, verb.Target, verb.Payload, verb.To, verb.Arguments), timeout).ConfigureAwait(false);
         }
-        catch (CommandLineException ex)
+        catch (ControlRequestException ex)
         {
             return Error(ex.Message, RunFailed);
         }

@@ -2,8 +2,6 @@ using System.Net;
 using System.Net.Sockets;
 using KestrelCluster.Interop;
 using KestrelCluster.Protocol;
-using KestrelCluster.Supervisor.Distribution;
-using KestrelCluster.Supervisor.Upgrade;
 
 namespace KestrelCluster.Supervisor.Accept;
 

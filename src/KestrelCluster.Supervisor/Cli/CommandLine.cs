@@ -1,5 +1,6 @@
 using System.Globalization;
 using KestrelCluster.Interop;
+using KestrelCluster.Supervisor.Distribution;
 
 namespace KestrelCluster.Supervisor.Cli;
 

@@ -1,3 +1,5 @@
+using KestrelCluster.Supervisor.Distribution;
+
 namespace KestrelCluster.Supervisor.Cli;
 
 internal sealed class RunOptions

@@ -1,4 +1,5 @@
 using System.Globalization;
+using KestrelCluster.Supervisor.Distribution;
 using Microsoft.Extensions.Configuration;
 
 namespace KestrelCluster.Supervisor.Cli;

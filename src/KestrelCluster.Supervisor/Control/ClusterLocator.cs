@@ -1,7 +1,6 @@
 using System.Globalization;
 using KestrelCluster.Interop;
-using KestrelCluster.Supervisor.Cli;
-using KestrelCluster.Supervisor.Hosting;
+using KestrelCluster.Supervisor.Runtime;
 
 namespace KestrelCluster.Supervisor.Control;
 
@@ -84,19 +83,19 @@ internal static class ClusterLocator
             case 1:
                 return Path.Combine(running[0].Folder, RuntimeDirectory.ControlSocketName);
             case 0 when closed.Count > 0:
-                throw new CommandLineException($"no {what} running that uid {self} may reach: {string.Join(", ", closed)} {(closed.Count == 1 ? "is" : "are")} closed to it "
+                throw new ControlRequestException($"no {what} running that uid {self} may reach: {string.Join(", ", closed)} {(closed.Count == 1 ? "is" : "are")} closed to it "
                     + (clusterName is null ? "(name the cluster with -n)." : "(run this as root, as the cluster's user, or as a member of its --control-group)."));
             case 0 when gone.Count > 0:
-                throw new CommandLineException($"no {what} running ({string.Join(", ", gone)} {(gone.Count == 1 ? "was" : "were")} left by a supervisor that is gone).");
+                throw new ControlRequestException($"no {what} running ({string.Join(", ", gone)} {(gone.Count == 1 ? "was" : "were")} left by a supervisor that is gone).");
             case 0:
                 var looked = roots.Where(r => Directory.Exists(r.Path)).Select(r => r.Path).DefaultIfEmpty(roots[0].Path);
-                throw new CommandLineException($"no {what} running (looked in {string.Join(", ", looked)}).");
+                throw new ControlRequestException($"no {what} running (looked in {string.Join(", ", looked)}).");
         }
 
         var found = string.Join(", ", running.Select(r => $"'{Path.GetFileName(r.Folder)}' of uid {r.Owner?.ToString(CultureInfo.InvariantCulture) ?? "?"} in {Path.GetDirectoryName(r.Folder)}"));
         throw clusterName is null
-            ? new CommandLineException($"{running.Count} clusters are running ({found}); name one with -n.")
-            : new CommandLineException($"{running.Count} clusters named '{clusterName}' are running ({found}); choose one with --user.");
+            ? new ControlRequestException($"{running.Count} clusters are running ({found}); name one with -n.")
+            : new ControlRequestException($"{running.Count} clusters named '{clusterName}' are running ({found}); choose one with --user.");
     }
 
     private static List<Root> Roots(uint self, uint? user)

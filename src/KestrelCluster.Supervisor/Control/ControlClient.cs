@@ -1,9 +1,6 @@
 using System.Net.Sockets;
 using System.Text.Json;
-using KestrelCluster.Interop;
 using KestrelCluster.Protocol;
-using KestrelCluster.Supervisor.Cli;
-using KestrelCluster.Supervisor.Hosting;
 
 namespace KestrelCluster.Supervisor.Control;
 
@@ -13,13 +10,13 @@ internal static class ControlClient
     public static Task<ControlResponse> SendAsync(string? name, uint? owner, ControlRequest request, TimeSpan timeout)
         => SendToAsync(ClusterLocator.FindControlSocket(name, owner), request, timeout);
 
-    /// <summary>Sends one request to the control socket at <paramref name="path"/>; every failure is a CommandLineException.</summary>
+    /// <summary>Sends one request to the control socket at <paramref name="path"/>; every failure is a ControlRequestException.</summary>
     public static async Task<ControlResponse> SendToAsync(string path, ControlRequest request, TimeSpan timeout)
     {
         using var socket = new ChannelSocket(ChannelSocket.CreateSocket());
         using var cancellation = new CancellationTokenSource(timeout);
         // Connected, then closed before any answer: the supervisor refuses this uid (or is exiting).
-        CommandLineException ClosedWithoutAnswer() => new(
+        ControlRequestException ClosedWithoutAnswer() => new(
             $"the cluster closed the control connection without answering ({path}); it answers only its own user, root and members of its --control-group.");
         try
         {
@@ -35,20 +32,20 @@ internal static class ControlClient
 
             var reply = await ControlReply.ReceiveAsync(socket, cancellation.Token).ConfigureAwait(false) ?? throw ClosedWithoutAnswer();
             return JsonSerializer.Deserialize(reply, ControlJson.Default.ControlResponse)
-                ?? throw new CommandLineException("the cluster sent an empty answer.");
+                ?? throw new ControlRequestException("the cluster sent an empty answer.");
         }
         catch (Exception ex) when (ex is JsonException or InvalidFrameException)
         {
             // e.g. a supervisor of another version: one clear line, never a half-printed list.
-            throw new CommandLineException($"the cluster's answer to '{request.Command}' could not be read: {ex.Message}");
+            throw new ControlRequestException($"the cluster's answer to '{request.Command}' could not be read: {ex.Message}");
         }
         catch (SocketException ex)
         {
-            throw new CommandLineException($"cannot reach the cluster's control socket {path}: {ex.Message}");
+            throw new ControlRequestException($"cannot reach the cluster's control socket {path}: {ex.Message}");
         }
         catch (OperationCanceledException)
         {
-            throw new CommandLineException($"the cluster did not answer '{request.Command}' within {timeout.TotalSeconds:0} s.");
+            throw new ControlRequestException($"the cluster did not answer '{request.Command}' within {timeout.TotalSeconds:0} s.");
         }
     }
 }

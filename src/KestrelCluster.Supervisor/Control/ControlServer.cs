@@ -2,7 +2,7 @@ using System.Net.Sockets;
 using System.Text.Json;
 using KestrelCluster.Interop;
 using KestrelCluster.Protocol;
-using KestrelCluster.Supervisor.Hosting;
+using KestrelCluster.Supervisor.Runtime;
 
 namespace KestrelCluster.Supervisor.Control;
 

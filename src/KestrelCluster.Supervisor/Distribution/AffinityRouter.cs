@@ -29,7 +29,7 @@ internal sealed class AffinityRouter(Dispatcher dispatcher, bool clientKeys)
     /// </summary>
     public void Route(ReadOnlySpan<int> fds, ClusterListener listener)
     {
-        var wait = listener.OnAcceptThread ? listener.FirstBytes ??= new FirstBytesWait(this, listener) : null;
+        var wait = listener.OnAcceptThread ? listener.FirstBytes ??= new FirstBytesWait(RouteWaited, listener) : null;
         var now = Environment.TickCount64;
         var deadline = now + FirstBytesWait.MaxWaitMilliseconds;
         Span<int> routed = stackalloc int[fds.Length];

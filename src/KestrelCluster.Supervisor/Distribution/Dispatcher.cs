@@ -1,5 +1,4 @@
 using KestrelCluster.Interop;
-using KestrelCluster.Supervisor.Cli;
 
 namespace KestrelCluster.Supervisor.Distribution;
 

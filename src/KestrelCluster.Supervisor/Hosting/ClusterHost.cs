@@ -1,5 +1,6 @@
 using KestrelCluster.Supervisor.Cli;
 using KestrelCluster.Supervisor.Control;
+using KestrelCluster.Supervisor.Runtime;
 using KestrelCluster.Supervisor.Workers;
 using Microsoft.Extensions.Logging;
 
@@ -14,7 +15,6 @@ internal sealed class ClusterHost : IAsyncDisposable
     private ClusterHost(ClusterSupervisor supervisor, ProjectPublisher? publisher, RuntimeDirectory runtimeDirectory, CancellationToken cancellationToken)
     {
         _supervisor = supervisor;
-        RuntimeFolder = runtimeDirectory.Path;
         ChannelSocketPath = runtimeDirectory.ChannelSocketPath;
         Completion = Task.Run(async () =>
         {
@@ -35,8 +35,6 @@ internal sealed class ClusterHost : IAsyncDisposable
     /// <summary>The run's exit code (0 after a clean stop), once every worker is gone.</summary>
     public Task<int> Completion { get; }
 
-    public string RuntimeFolder { get; }
-
     /// <summary>Every worker has it in <c>KESTREL_CLUSTER_CHANNEL</c>: it finds them, whatever their pid.</summary>
     public string ChannelSocketPath { get; }
 
@@ -44,7 +42,8 @@ internal sealed class ClusterHost : IAsyncDisposable
 
     /// <summary>
     /// Resolves the workers' command (unless given), creates the runtime folder, publishes a --project app into it
-    /// and starts the supervisor. Throws <see cref="CommandLineException"/> for bad input or a failed build;
+    /// and starts the supervisor. Throws <see cref="CommandLineException"/> for bad input, <see cref="BuildFailedException"/>,
+    /// <see cref="ClusterAlreadyRunningException"/> or <see cref="RuntimeFolderException"/>;
     /// cancelling the token later stops the run gracefully.
     /// </summary>
     public static async Task<ClusterHost> StartAsync(
@@ -77,7 +76,7 @@ internal sealed class ClusterHost : IAsyncDisposable
                 if (first.Command is null)
                 {
                     await error.WriteAsync(first.Output).ConfigureAwait(false);
-                    throw new CommandLineException($"the build of {project} failed: {first.Error}");
+                    throw new BuildFailedException($"the build of {project} failed: {first.Error}");
                 }
 
                 command = first.Command;

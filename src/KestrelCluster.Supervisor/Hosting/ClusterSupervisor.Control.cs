@@ -1,6 +1,7 @@
 using KestrelCluster.Protocol;
 using KestrelCluster.Supervisor.Cli;
 using KestrelCluster.Supervisor.Control;
+using KestrelCluster.Supervisor.Logging;
 using KestrelCluster.Supervisor.Workers;
 
 namespace KestrelCluster.Supervisor.Hosting;

@@ -1,4 +1,5 @@
 using KestrelCluster.Supervisor.Control;
+using KestrelCluster.Supervisor.Logging;
 using KestrelCluster.Supervisor.Workers;
 
 namespace KestrelCluster.Supervisor.Hosting;

@@ -1,5 +1,6 @@
 using KestrelCluster.Protocol;
 using KestrelCluster.Supervisor.Control;
+using KestrelCluster.Supervisor.Logging;
 using KestrelCluster.Supervisor.Upgrade;
 
 namespace KestrelCluster.Supervisor.Hosting;

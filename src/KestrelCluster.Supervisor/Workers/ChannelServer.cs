@@ -3,7 +3,7 @@ using System.Security.Cryptography;
 using System.Text;
 using KestrelCluster.Interop;
 using KestrelCluster.Protocol;
-using KestrelCluster.Supervisor.Hosting;
+using KestrelCluster.Supervisor.Runtime;
 
 namespace KestrelCluster.Supervisor.Workers;
 

@@ -1,6 +1,6 @@
 using System.Buffers;
 using KestrelCluster.Protocol;
-using KestrelCluster.Supervisor.Hosting;
+using KestrelCluster.Supervisor.Logging;
 using Microsoft.Extensions.Logging;
 
 namespace KestrelCluster.Supervisor.Workers;

@@ -1,5 +1,6 @@
 using System.ComponentModel;
 using System.Diagnostics;
+using KestrelCluster.Supervisor.Runtime;
 
 namespace KestrelCluster.Supervisor.Workers;
 
@@ -165,7 +166,7 @@ internal sealed class ProjectPublisher : IAppPublisher, IDisposable
         }
 
         // The build gets what a worker gets of the supervisor's own settings: none.
-        Hosting.SupervisorProcessSettings.RemoveSupervisorOnly(startInfo.Environment);
+        SupervisorProcessSettings.RemoveSupervisorOnly(startInfo.Environment);
 
         using var process = Process.Start(startInfo) ?? throw new IOException($"could not start {fileName}.");
         process.StandardInput.Close();

@@ -1,6 +1,7 @@
 using System.ComponentModel;
 using System.Diagnostics;
 using KestrelCluster.Protocol;
+using KestrelCluster.Supervisor.Runtime;
 
 namespace KestrelCluster.Supervisor.Workers;
 
@@ -56,7 +57,7 @@ internal sealed class ProcessWorkerLauncher(string channelPath, string? urls, Te
             startInfo.Environment[name] = value;
         }
 
-        Hosting.SupervisorProcessSettings.RemoveSupervisorOnly(startInfo.Environment);
+        SupervisorProcessSettings.RemoveSupervisorOnly(startInfo.Environment);
 
         foreach (var (name, value) in command.Variables ?? new Dictionary<string, string?>())
         {
@@ -68,7 +69,7 @@ internal sealed class ProcessWorkerLauncher(string channelPath, string? urls, Te
         startInfo.Environment[ClusterEnvironment.WorkerId] = launch.SlotId.ToString(System.Globalization.CultureInfo.InvariantCulture);
         startInfo.Environment[ClusterEnvironment.Generation] = launch.Generation.ToString(System.Globalization.CultureInfo.InvariantCulture);
         startInfo.Environment[ClusterEnvironment.Protocol] = ClusterEnvironment.ProtocolRevision.ToString(System.Globalization.CultureInfo.InvariantCulture);
-        startInfo.Environment[ClusterEnvironment.DataProtectionKeys] = Hosting.RuntimeDirectory.DataProtectionKeysPathBeside(channelPath);
+        startInfo.Environment[ClusterEnvironment.DataProtectionKeys] = RuntimeDirectory.DataProtectionKeysPathBeside(channelPath);
         if (urls is not null)
         {
             startInfo.Environment["ASPNETCORE_URLS"] = urls;

@@ -1,4 +1,5 @@
 using KestrelCluster.Supervisor.Cli;
+using KestrelCluster.Supervisor.Distribution;
 
 namespace KestrelCluster.Tests.Cli;
 

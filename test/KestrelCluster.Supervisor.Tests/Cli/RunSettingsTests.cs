@@ -1,4 +1,5 @@
 using KestrelCluster.Supervisor.Cli;
+using KestrelCluster.Supervisor.Distribution;
 using KestrelCluster.Tests.Infrastructure;
 
 namespace KestrelCluster.Tests.Cli;

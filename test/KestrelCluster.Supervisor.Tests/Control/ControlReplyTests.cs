@@ -1,14 +1,13 @@
 using System.Net.Sockets;
 using System.Text;
 using KestrelCluster.Protocol;
-using KestrelCluster.Supervisor.Cli;
 using KestrelCluster.Supervisor.Control;
 using KestrelCluster.Tests.Infrastructure;
 
 namespace KestrelCluster.Tests.Control;
 
 // The control socket's answers over a real socket: any size arrives whole, and what cannot be read is one
-// clear error (the CLI prints CommandLineException as a single "kestrel-cluster: error:" line).
+// clear error (the CLI prints ControlRequestException as a single "kestrel-cluster: error:" line).
 public sealed class ControlReplyTests
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(30);
@@ -49,7 +48,7 @@ public sealed class ControlReplyTests
             }
         });
 
-        var error = await Assert.ThrowsAsync<CommandLineException>(() => ControlClient.SendToAsync(path, new ControlRequest(ControlCommands.List), Timeout));
+        var error = await Assert.ThrowsAsync<ControlRequestException>(() => ControlClient.SendToAsync(path, new ControlRequest(ControlCommands.List), Timeout));
 
         Assert.Contains("MiB", error.Message);
         await Assert.ThrowsAnyAsync<SocketException>(() => server.WaitAsync(Timeout));
@@ -65,7 +64,7 @@ public sealed class ControlReplyTests
         var path = Path.Combine(folder.Path, "control.sock");
         var server = ServeOnceAsync(path, socket => socket.Send(Encoding.UTF8.GetBytes(reply)));
 
-        var error = await Assert.ThrowsAsync<CommandLineException>(() => ControlClient.SendToAsync(path, new ControlRequest(ControlCommands.List), Timeout));
+        var error = await Assert.ThrowsAsync<ControlRequestException>(() => ControlClient.SendToAsync(path, new ControlRequest(ControlCommands.List), Timeout));
 
         Assert.Contains("answer", error.Message);
         await server.WaitAsync(Timeout);

@@ -1,6 +1,5 @@
 using System.Net;
 using System.Net.Sockets;
-using KestrelCluster.Supervisor.Cli;
 using KestrelCluster.Supervisor.Distribution;
 using KestrelCluster.Tests.Infrastructure;
 

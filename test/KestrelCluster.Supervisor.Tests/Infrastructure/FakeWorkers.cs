@@ -4,6 +4,7 @@ using KestrelCluster.Protocol;
 using KestrelCluster.Supervisor.Cli;
 using KestrelCluster.Supervisor.Control;
 using KestrelCluster.Supervisor.Hosting;
+using KestrelCluster.Supervisor.Runtime;
 using KestrelCluster.Supervisor.Workers;
 using Microsoft.Extensions.Logging;
 using Xunit.Abstractions;

@@ -1,4 +1,4 @@
-namespace KestrelCluster.Supervisor.Cli;
+namespace KestrelCluster.Supervisor.Distribution;
 
 internal enum BalanceMode
 {

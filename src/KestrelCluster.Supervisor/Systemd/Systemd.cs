@@ -2,7 +2,7 @@ using System.Globalization;
 using System.Net.Sockets;
 using KestrelCluster.Interop;
 
-namespace KestrelCluster.Supervisor.Hosting;
+namespace KestrelCluster.Supervisor.Systemd;
 
 // The parts of systemd's service protocol a supervisor needs (sd_notify(3), sd_listen_fds(3)):
 // readiness, reload and stop notifications, watchdog pings, and sockets passed by socket activation.

@@ -1,4 +1,4 @@
-namespace KestrelCluster.Supervisor.Cli;
+namespace KestrelCluster.Supervisor.Distribution;
 
 // Request-aware affinity (README "SignalR and Blazor Server"): each new connection goes to the worker its first
 // request's affinity cookie names.

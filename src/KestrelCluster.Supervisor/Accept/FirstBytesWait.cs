@@ -1,13 +1,16 @@
 using KestrelCluster.Interop;
-using KestrelCluster.Supervisor.Accept;
 
-namespace KestrelCluster.Supervisor.Distribution;
+namespace KestrelCluster.Supervisor.Accept;
+
+/// <summary>Routes connections taken out of the wait set: the bytes came (or the peer closed), or their time is up (final).</summary>
+// The affinity router's: Distribution uses Accept, never the reverse.
+internal delegate void WaitedHandler(ReadOnlySpan<int> fds, ReadOnlySpan<bool> final, ReadOnlySpan<long> deadlines, FirstBytesWait wait, int listenerId);
 
 // A listener's connections whose first request has not arrived yet (request-aware affinity). Owned by the
 // listener's accept thread, which polls them together with its listening socket. Bounded: past Capacity a new
 // connection is not kept waiting, and one waits at most MaxWaitMilliseconds; either way it then goes the plain way
 // (round-robin). Browsers open connections ahead of need and send on them seconds later, hence a long wait.
-internal sealed class FirstBytesWait(AffinityRouter router, ClusterListener listener)
+internal sealed class FirstBytesWait(WaitedHandler route, ClusterListener listener)
 {
     public const int Capacity = 512;
     public const int MaxWaitMilliseconds = 10_000;
@@ -82,7 +85,7 @@ internal sealed class FirstBytesWait(AffinityRouter router, ClusterListener list
         Count = kept;
         if (dueCount > 0)
         {
-            router.RouteWaited(due[..dueCount], final[..dueCount], deadlines[..dueCount], this, listener.Id);
+            route(due[..dueCount], final[..dueCount], deadlines[..dueCount], this, listener.Id);
         }
     }
 
@@ -100,6 +103,6 @@ internal sealed class FirstBytesWait(AffinityRouter router, ClusterListener list
         _fds.AsSpan(0, Count).CopyTo(due);
         final.Fill(true);
         Count = 0;
-        router.RouteWaited(due, final, deadlines, this, listener.Id);
+        route(due, final, deadlines, this, listener.Id);
     }
 }

@@ -1,4 +1,4 @@
-namespace KestrelCluster.Supervisor.Upgrade;
+namespace KestrelCluster.Supervisor.Accept;
 
 // .NET unlinks a Unix socket's path when the socket that bound it is disposed (or finalized). After an upgrade
 // the paths of the old supervisor's control socket and unix: listeners belong to the new supervisor, so those

@@ -1,9 +1,8 @@
 using System.Net.Sockets;
 using KestrelCluster.Interop;
 using KestrelCluster.Protocol;
-using KestrelCluster.Supervisor.Cli;
 
-namespace KestrelCluster.Supervisor.Hosting;
+namespace KestrelCluster.Supervisor.Runtime;
 
 // A SOCK_SEQPACKET listening socket for the supervisor's user alone (0600, inside the 0700 runtime folder), or
 // also for one group (0660, group-owned); peers are still checked with SO_PEERCRED by whoever serves them. Each
@@ -24,7 +23,7 @@ internal sealed class PrivateSocketListener : IDisposable
         {
             var errno = Errno.Last;
             _socket.Dispose();
-            throw new CommandLineException($"cannot give the control socket {path} to group {gid} (errno {errno}).");
+            throw new RuntimeFolderException($"cannot give the control socket {path} to group {gid} (errno {errno}).");
         }
 
         _socket.Listen(backlog);

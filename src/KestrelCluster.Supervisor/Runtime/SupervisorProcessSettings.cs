@@ -1,4 +1,6 @@
-namespace KestrelCluster.Supervisor.Hosting;
+using KestrelCluster.Supervisor.Systemd;
+
+namespace KestrelCluster.Supervisor.Runtime;
 
 // Settings for the kestrel-cluster process itself (not for a supervisor hosted in a test process).
 internal static class SupervisorProcessSettings

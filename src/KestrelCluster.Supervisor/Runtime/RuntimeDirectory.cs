@@ -3,7 +3,7 @@ using System.Net.Sockets;
 using KestrelCluster.Interop;
 using KestrelCluster.Supervisor.Cli;
 
-namespace KestrelCluster.Supervisor.Hosting;
+namespace KestrelCluster.Supervisor.Runtime;
 
 // $XDG_RUNTIME_DIR/kestrel-cluster/<name> (or $TMPDIR/kestrel-cluster-<uid>/<name>): 0700, ours alone, or 0750
 // for the --control-group. Holds the channel socket the workers join, the control socket, the supervisor's pid and
@@ -107,6 +107,7 @@ internal sealed class RuntimeDirectory : IDisposable
         var directory = new RuntimeDirectory(path, controlGroup);
         if (directory.ChannelSocketPath.Length > MaxSocketPathLength)
         {
+            // Bad input: a shorter --name fixes it.
             throw new CommandLineException($"the runtime folder {path} is too long for a Unix socket path; use a shorter --name or XDG_RUNTIME_DIR.");
         }
 
@@ -114,7 +115,7 @@ internal sealed class RuntimeDirectory : IDisposable
         {
             if (IsAnswering(directory.ChannelSocketPath))
             {
-                throw new CommandLineException($"a cluster named '{clusterName}' is already running (channel {directory.ChannelSocketPath}); choose another --name.");
+                throw new ClusterAlreadyRunningException($"a cluster named '{clusterName}' is already running (channel {directory.ChannelSocketPath}); choose another --name.");
             }
 
             // Left behind by a supervisor that was killed.
@@ -124,7 +125,7 @@ internal sealed class RuntimeDirectory : IDisposable
         else if (File.Exists(directory.PidFilePath) && !ReadSupervisor(path).Gone)
         {
             // After an upgrade the serving supervisor's channel socket has its pid in the name; the pid file tells.
-            throw new CommandLineException($"a cluster named '{clusterName}' is already running (pid file {directory.PidFilePath}); choose another --name.");
+            throw new ClusterAlreadyRunningException($"a cluster named '{clusterName}' is already running (pid file {directory.PidFilePath}); choose another --name.");
         }
 
         File.Delete(directory.ControlSocketPath);
@@ -194,12 +195,12 @@ internal sealed class RuntimeDirectory : IDisposable
         }
         catch (UnauthorizedAccessException)
         {
-            throw new CommandLineException($"the runtime folder {path} belongs to another user; refusing to use it.");
+            throw new RuntimeFolderException($"the runtime folder {path} belongs to another user; refusing to use it.");
         }
 
         if (group is { } gid && Libc.Chown(path, Libc.Unchanged, gid) != 0)
         {
-            throw new CommandLineException($"cannot give the runtime folder {path} to group {gid} (errno {Errno.Last}): the supervisor's user must be a member of the --control-group.");
+            throw new RuntimeFolderException($"cannot give the runtime folder {path} to group {gid} (errno {Errno.Last}): the supervisor's user must be a member of the --control-group.");
         }
     }
 

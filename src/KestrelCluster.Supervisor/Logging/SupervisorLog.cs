@@ -1,6 +1,6 @@
 using Microsoft.Extensions.Logging;
 
-namespace KestrelCluster.Supervisor.Hosting;
+namespace KestrelCluster.Supervisor.Logging;
 
 // Event ids are fixed once published; add new ones at the end, never reuse.
 internal static partial class SupervisorLog
