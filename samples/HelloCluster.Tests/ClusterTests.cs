@@ -19,7 +19,8 @@ public sealed class ClusterTests : IClassFixture<ClusterApplicationFactory<Progr
     {
         _cluster = cluster;
         _output = output;
-        cluster.Output = output.WriteLine;
+        // The fixture outlives each test: its output goes to the test that runs now.
+        cluster.WithOutput(output.WriteLine);
     }
 
     [Fact]
@@ -28,7 +29,7 @@ public sealed class ClusterTests : IClassFixture<ClusterApplicationFactory<Progr
         using var client = _cluster.CreateClient();
         // A new connection per request, so round-robin shows: keep-alive would stay with one worker.
         client.DefaultRequestHeaders.ConnectionClose = true;
-        var workerPids = _cluster.Workers.Select(w => w.Pid).ToHashSet();
+        var workerPids = (await _cluster.GetWorkersAsync()).Select(w => w.Pid).ToHashSet();
 
         var answers = new List<string>();
         for (var i = 0; i < 10; i++)
@@ -50,7 +51,7 @@ public sealed class ClusterTests : IClassFixture<ClusterApplicationFactory<Progr
 
         var cluster = await client.GetFromJsonAsync<JsonElement>("/cluster");
 
-        var worker = Assert.Single(_cluster.Workers, w => w.Pid == cluster.GetProperty("pid").GetInt32());
+        var worker = Assert.Single(await _cluster.GetWorkersAsync(), w => w.Pid == cluster.GetProperty("pid").GetInt32());
         Assert.Equal(worker.Id.ToString(), cluster.GetProperty("workerId").GetString());
         Assert.Equal(worker.Generation.ToString(), cluster.GetProperty("generation").GetString());
         var addresses = cluster.GetProperty("addresses").EnumerateArray().Select(a => a.GetString()).ToList();
@@ -78,7 +79,7 @@ public sealed class ClusterTests : IClassFixture<ClusterApplicationFactory<Progr
         }
 
         await cluster.WaitForReadyAsync();
-        var replacement = Assert.Single(cluster.Workers, w => w.Id == 0);
+        var replacement = Assert.Single(await cluster.GetWorkersAsync(), w => w.Id == 0);
         Assert.NotEqual(killed.Pid, replacement.Pid);
         Assert.Equal(ClusterWorkerState.Ready, replacement.State);
         Assert.Equal(1, replacement.Restarts);
@@ -89,13 +90,13 @@ public sealed class ClusterTests : IClassFixture<ClusterApplicationFactory<Progr
     {
         await using var cluster = new ClusterApplicationFactory<Program>().WithWorkers(1).WithOutput(_output.WriteLine);
         await cluster.StartAsync();
-        var before = Assert.Single(cluster.Workers);
+        var before = Assert.Single(await cluster.GetWorkersAsync());
 
         await cluster.ReloadAsync();
         await cluster.WaitForReadyAsync();
-        var reloaded = Assert.Single(cluster.Workers);
+        var reloaded = Assert.Single(await cluster.GetWorkersAsync());
         await cluster.ScaleAsync(2);
-        var scaled = cluster.Workers;
+        var scaled = await cluster.GetWorkersAsync();
 
         Assert.Equal((1, 0), (before.Generation, before.Id));
         Assert.Equal(2, reloaded.Generation);

@@ -1,7 +1,4 @@
-using KestrelCluster.Supervisor.Cli;
-using KestrelCluster.Supervisor.Control;
 using KestrelCluster.Supervisor.Hosting;
-using KestrelCluster.Supervisor.Workers;
 using KestrelCluster.Testing.Internal;
 using Microsoft.Extensions.Logging;
 
@@ -35,23 +32,12 @@ public class ClusterApplicationFactory<TEntryPoint> : IAsyncDisposable, IDisposa
     private TimeSpan _readyTimeout = TimeSpan.FromSeconds(30);
     private TimeSpan _killTimeout = TimeSpan.FromSeconds(5);
     private Task? _start;
-    private ClusterHost? _host;
+    private InProcessCluster? _cluster;
     private ILoggerFactory? _loggerFactory;
     private string? _runtimeRoot;
     private Uri? _serverAddress;
     private int _expectedWorkers;
     private bool _disposed;
-
-    /// <summary>
-    /// Receives every line the cluster prints: the supervisor's log (<c>[supervisor] info: ...</c>) and each
-    /// worker's output (<c>[worker 1 pid 4242] ...</c>), e.g. <c>factory.Output = testOutputHelper.WriteLine</c>.
-    /// May be changed at any time; exceptions from a finished test's output helper are ignored.
-    /// </summary>
-    public Action<string>? Output
-    {
-        get => _output.Callback;
-        set => _output.Callback = value;
-    }
 
     /// <summary>The cluster's address, <c>http://127.0.0.1:&lt;port&gt;</c> (port 0 bound once, shared by every worker). Starts the cluster if needed.</summary>
     public Uri ServerAddress
@@ -63,21 +49,11 @@ public class ClusterApplicationFactory<TEntryPoint> : IAsyncDisposable, IDisposa
         }
     }
 
-    /// <summary>The workers as the supervisor sees them now (see <see cref="GetWorkersAsync"/>). Starts the cluster if needed.</summary>
-    public IReadOnlyList<ClusterWorker> Workers
-    {
-        get
-        {
-            EnsureStarted();
-            return Task.Run(() => GetWorkersAsync()).GetAwaiter().GetResult();
-        }
-    }
-
     /// <summary>Number of worker processes (default 2).</summary>
     public ClusterApplicationFactory<TEntryPoint> WithWorkers(int count)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(count, 1);
-        ArgumentOutOfRangeException.ThrowIfGreaterThan(count, CommandLine.MaxWorkers);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(count, InProcessCluster.MaxWorkers);
         return Configure(() => _workers = count);
     }
 
@@ -129,10 +105,15 @@ public class ClusterApplicationFactory<TEntryPoint> : IAsyncDisposable, IDisposa
         return Configure(() => _killTimeout = timeout);
     }
 
-    /// <summary>Same as <see cref="Output"/>, for chaining.</summary>
+    /// <summary>
+    /// Receives every line the cluster prints: the supervisor's log (<c>[supervisor] info: ...</c>) and each
+    /// worker's output (<c>[worker 1 pid 4242] ...</c>), e.g. <c>WithOutput(testOutputHelper.WriteLine)</c>;
+    /// <see langword="null"/> stops it. Unlike the other settings it may be changed at any time, e.g. by each test of
+    /// a class fixture; exceptions from a finished test's output helper are ignored.
+    /// </summary>
     public ClusterApplicationFactory<TEntryPoint> WithOutput(Action<string>? output)
     {
-        Output = output;
+        _output.Callback = output;
         return this;
     }
 
@@ -149,9 +130,6 @@ public class ClusterApplicationFactory<TEntryPoint> : IAsyncDisposable, IDisposa
         }
     }
 
-    /// <summary>Starts the cluster; named to implement xunit's <c>IAsyncLifetime.InitializeAsync</c> in a derived fixture.</summary>
-    public Task InitializeAsync() => StartAsync();
-
     /// <summary>An <see cref="HttpClient"/> whose base address is <see cref="ServerAddress"/>. Starts the cluster if needed.</summary>
     /// <remarks>Its pooled keep-alive connections each stay with one worker; set <c>DefaultRequestHeaders.ConnectionClose = true</c> to spread requests.</remarks>
     public HttpClient CreateClient() => new() { BaseAddress = ServerAddress };
@@ -159,21 +137,16 @@ public class ClusterApplicationFactory<TEntryPoint> : IAsyncDisposable, IDisposa
     /// <summary>The workers as the supervisor sees them now, ordered by id (a reloading slot shows both generations).</summary>
     public async Task<IReadOnlyList<ClusterWorker>> GetWorkersAsync(CancellationToken cancellationToken = default)
     {
-        var host = await StartedHostAsync(cancellationToken).ConfigureAwait(false);
-        var response = await host.SendAsync(new ControlRequest(ControlCommands.List), cancellationToken).ConfigureAwait(false);
-        if (!response.Ok)
-        {
-            throw Failure(response.Message);
-        }
-
-        return [.. (response.Workers ?? []).Select(w => new ClusterWorker(w.Id, w.Pid, w.Generation, Enum.Parse<ClusterWorkerState>(w.State, ignoreCase: true), w.Restarts, w.OpenConnections))];
+        var cluster = await StartedClusterAsync(cancellationToken).ConfigureAwait(false);
+        var workers = await CommandAsync(cluster.ListAsync(cancellationToken)).ConfigureAwait(false);
+        return [.. workers.Select(ToPublic)];
     }
 
     /// <summary>Waits until the cluster has its number of workers, all ready (e.g. after a worker was killed and restarted).</summary>
     public async Task WaitForReadyAsync(CancellationToken cancellationToken = default)
     {
-        var host = await StartedHostAsync(cancellationToken).ConfigureAwait(false);
-        await WaitForReadyCoreAsync(host, cancellationToken).ConfigureAwait(false);
+        var cluster = await StartedClusterAsync(cancellationToken).ConfigureAwait(false);
+        await WaitForReadyCoreAsync(cluster, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>
@@ -183,10 +156,12 @@ public class ClusterApplicationFactory<TEntryPoint> : IAsyncDisposable, IDisposa
     /// <returns>The worker that was killed.</returns>
     public async Task<ClusterWorker> KillWorkerAsync(int id, CancellationToken cancellationToken = default)
     {
-        var workers = await GetWorkersAsync(cancellationToken).ConfigureAwait(false);
-        var target = workers.Where(w => w.Id == id && w.State is ClusterWorkerState.Starting or ClusterWorkerState.Ready).MaxBy(w => w.Generation)
-            ?? throw new ArgumentOutOfRangeException(nameof(id), id, $"no running worker {id}; workers: {string.Join(", ", workers)}");
-        ProcessSweeper.Kill(target.Pid);
+        var cluster = await StartedClusterAsync(cancellationToken).ConfigureAwait(false);
+        var workers = await CommandAsync(cluster.ListAsync(cancellationToken)).ConfigureAwait(false);
+        var running = workers.Where(w => w.Id == id && w.State is InProcessWorkerState.Starting or InProcessWorkerState.Ready).MaxBy(w => w.Generation)
+            ?? throw new ArgumentOutOfRangeException(nameof(id), id, $"no running worker {id}; workers: {string.Join(", ", workers.Select(ToPublic))}");
+        InProcessCluster.KillWorker(running);
+        var target = ToPublic(running);
 
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         timeout.CancelAfter(StopMargin);
@@ -211,26 +186,18 @@ public class ClusterApplicationFactory<TEntryPoint> : IAsyncDisposable, IDisposa
     /// </summary>
     public async Task ReloadAsync(CancellationToken cancellationToken = default)
     {
-        var host = await StartedHostAsync(cancellationToken).ConfigureAwait(false);
-        var response = await host.SendAsync(new ControlRequest(ControlCommands.Reload), cancellationToken).ConfigureAwait(false);
-        if (!response.Ok)
-        {
-            throw Failure(response.Message);
-        }
+        var cluster = await StartedClusterAsync(cancellationToken).ConfigureAwait(false);
+        await CommandAsync(cluster.ReloadAsync(cancellationToken)).ConfigureAwait(false);
     }
 
     /// <summary>Scales the cluster to <paramref name="workers"/> workers and waits until they are all ready.</summary>
     public async Task ScaleAsync(int workers, CancellationToken cancellationToken = default)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(workers, 1);
-        ArgumentOutOfRangeException.ThrowIfGreaterThan(workers, CommandLine.MaxWorkers);
-        var host = await StartedHostAsync(cancellationToken).ConfigureAwait(false);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(workers, InProcessCluster.MaxWorkers);
+        var cluster = await StartedClusterAsync(cancellationToken).ConfigureAwait(false);
         _expectedWorkers = workers;
-        var response = await host.SendAsync(new ControlRequest(ControlCommands.Scale, workers), cancellationToken).ConfigureAwait(false);
-        if (!response.Ok)
-        {
-            throw Failure(response.Message);
-        }
+        await CommandAsync(cluster.ScaleAsync(workers, cancellationToken)).ConfigureAwait(false);
     }
 
     /// <summary>Stops the cluster (drain, then kill) and makes sure no process it started is left.</summary>
@@ -284,12 +251,47 @@ public class ClusterApplicationFactory<TEntryPoint> : IAsyncDisposable, IDisposa
 
     private void EnsureStarted() => Task.Run(() => StartAsync()).GetAwaiter().GetResult();
 
-    private async Task<ClusterHost> StartedHostAsync(CancellationToken cancellationToken)
+    private async Task<InProcessCluster> StartedClusterAsync(CancellationToken cancellationToken)
     {
         await StartAsync(cancellationToken).ConfigureAwait(false);
         ObjectDisposedException.ThrowIf(_disposed, this);
-        return _host!;
+        return _cluster!;
     }
+
+    // A command the supervisor refused fails with its message and the cluster's recent output.
+    private async Task<T> CommandAsync<T>(Task<T> command)
+    {
+        try
+        {
+            return await command.ConfigureAwait(false);
+        }
+        catch (InProcessClusterException ex)
+        {
+            throw Failure(ex.Message);
+        }
+    }
+
+    private async Task CommandAsync(Task command)
+    {
+        try
+        {
+            await command.ConfigureAwait(false);
+        }
+        catch (InProcessClusterException ex)
+        {
+            throw Failure(ex.Message);
+        }
+    }
+
+    private static ClusterWorker ToPublic(InProcessWorker worker) => new(worker.Id, worker.Pid, worker.Generation, worker.State switch
+    {
+        InProcessWorkerState.Starting => ClusterWorkerState.Starting,
+        InProcessWorkerState.Ready => ClusterWorkerState.Ready,
+        InProcessWorkerState.Draining => ClusterWorkerState.Draining,
+        InProcessWorkerState.Pending => ClusterWorkerState.Pending,
+        InProcessWorkerState.Failing => ClusterWorkerState.Failing,
+        _ => throw new InvalidOperationException($"unknown worker state {worker.State}"),
+    }, worker.Restarts, worker.OpenConnections);
 
     private async Task StartCoreAsync(CancellationToken cancellationToken)
     {
@@ -308,33 +310,35 @@ public class ClusterApplicationFactory<TEntryPoint> : IAsyncDisposable, IDisposa
         var appName = assembly.GetName().Name ?? Path.GetFileNameWithoutExtension(dll);
         var variables = new Dictionary<string, string?>(_variables, StringComparer.Ordinal);
         variables.TryAdd("ASPNETCORE_ENVIRONMENT", _environmentName);
-        var command = new WorkerCommand(WorkerCommand.DotnetHostPath(), [dll], _contentRoot ?? Path.GetDirectoryName(dll)!, appName, variables);
-        var options = new RunOptions
-        {
-            Workers = _workers,
-            Name = ClusterHost.SafeName(appName),
-            Urls = "http://127.0.0.1:0",
-            ReadyTimeout = _readyTimeout,
-            KillTimeout = _killTimeout,
-        };
         _expectedWorkers = _workers;
 
         // A private runtime folder per factory: parallel clusters of one app never meet, and nothing is left in the user's.
         _runtimeRoot = Path.Combine(Path.GetTempPath(), "kcf-" + Guid.NewGuid().ToString("N")[..12]);
         Directory.CreateDirectory(_runtimeRoot, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        var options = new InProcessClusterOptions(dll, appName, _contentRoot ?? Path.GetDirectoryName(dll)!, _runtimeRoot)
+        {
+            Variables = variables,
+            Workers = _workers,
+            Urls = "http://127.0.0.1:0",
+            ReadyTimeout = _readyTimeout,
+            KillTimeout = _killTimeout,
+        };
         _loggerFactory = new LoggerFactory([_output]);
         try
         {
-            _host = await ClusterHost.StartAsync(options, _loggerFactory, _output.Writer, _output.Writer, CancellationToken.None, command, _runtimeRoot).ConfigureAwait(false);
-            ProcessSweeper.Register(_host.ChannelSocketPath, _runtimeRoot);
-            await WaitForReadyCoreAsync(_host, cancellationToken).ConfigureAwait(false);
-            var address = _host.ListenAddresses.FirstOrDefault() ?? throw Failure("the workers are ready but the cluster listens nowhere");
+            try
+            {
+                _cluster = await InProcessCluster.StartAsync(options, _loggerFactory, _output.Writer, _output.Writer).ConfigureAwait(false);
+            }
+            catch (InProcessClusterException ex)
+            {
+                throw new InvalidOperationException($"kestrel-cluster: error: {ex.Message}", ex);
+            }
+
+            ProcessSweeper.Register(_cluster.ChannelSocketPath, _runtimeRoot);
+            await WaitForReadyCoreAsync(_cluster, cancellationToken).ConfigureAwait(false);
+            var address = _cluster.ListenAddresses.FirstOrDefault() ?? throw Failure("the workers are ready but the cluster listens nowhere");
             _serverAddress = new Uri("http://" + address);
-        }
-        catch (Exception ex) when (ex is CommandLineException)
-        {
-            await StopAsync().ConfigureAwait(false);
-            throw new InvalidOperationException($"kestrel-cluster: error: {ex.Message}", ex);
         }
         catch
         {
@@ -343,7 +347,7 @@ public class ClusterApplicationFactory<TEntryPoint> : IAsyncDisposable, IDisposa
         }
     }
 
-    private async Task WaitForReadyCoreAsync(ClusterHost host, CancellationToken cancellationToken)
+    private async Task WaitForReadyCoreAsync(InProcessCluster cluster, CancellationToken cancellationToken)
     {
         var limit = _readyTimeout + StopMargin;
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
@@ -352,14 +356,23 @@ public class ClusterApplicationFactory<TEntryPoint> : IAsyncDisposable, IDisposa
         {
             while (true)
             {
-                if (host.Completion.IsCompleted)
+                if (cluster.Completion.IsCompleted)
                 {
-                    throw Failure($"the cluster stopped (exit code {await host.Completion.ConfigureAwait(false)})");
+                    throw Failure($"the cluster stopped (exit code {await cluster.Completion.ConfigureAwait(false)})");
                 }
 
-                var response = await host.SendAsync(new ControlRequest(ControlCommands.List), timeout.Token).ConfigureAwait(false);
-                var workers = response.Workers ?? [];
-                if (response.Ok && workers.Count == _expectedWorkers && workers.All(w => w.State == "ready"))
+                IReadOnlyList<InProcessWorker> workers;
+                try
+                {
+                    workers = await cluster.ListAsync(timeout.Token).ConfigureAwait(false);
+                }
+                catch (InProcessClusterException)
+                {
+                    // the cluster is stopping: the next turn reports how it ended
+                    workers = [];
+                }
+
+                if (workers.Count == _expectedWorkers && workers.All(w => w.State == InProcessWorkerState.Ready))
                 {
                     return;
                 }
@@ -377,11 +390,11 @@ public class ClusterApplicationFactory<TEntryPoint> : IAsyncDisposable, IDisposa
 
     private async Task StopAsync()
     {
-        if (_host is { } host)
+        if (_cluster is { } cluster)
         {
             try
             {
-                await host.DisposeAsync().AsTask().WaitAsync(_killTimeout + StopMargin).ConfigureAwait(false);
+                await cluster.DisposeAsync().AsTask().WaitAsync(_killTimeout + StopMargin).ConfigureAwait(false);
             }
             catch (TimeoutException)
             {
@@ -390,12 +403,12 @@ public class ClusterApplicationFactory<TEntryPoint> : IAsyncDisposable, IDisposa
 
             // Whatever the supervisor's state, nothing that carries this cluster's channel survives.
             var deadline = DateTime.UtcNow + StopMargin;
-            while (ProcessSweeper.KillAll(host.ChannelSocketPath).Count > 0 && DateTime.UtcNow < deadline)
+            while (ProcessSweeper.KillAll(cluster.ChannelSocketPath).Count > 0 && DateTime.UtcNow < deadline)
             {
                 await Task.Delay(20).ConfigureAwait(false);
             }
 
-            ProcessSweeper.Unregister(host.ChannelSocketPath);
+            ProcessSweeper.Unregister(cluster.ChannelSocketPath);
         }
 
         if (_runtimeRoot is not null)

@@ -9,7 +9,7 @@ namespace KestrelCluster.Testing;
 /// <param name="OpenConnections">Connections the supervisor passed to this worker that are still open.</param>
 public sealed record ClusterWorker(int Id, int Pid, int Generation, ClusterWorkerState State, int Restarts, int OpenConnections);
 
-/// <summary>Where a worker is in its life.</summary>
+/// <summary>Where a worker is in its life. A worker that has exited is no longer listed.</summary>
 public enum ClusterWorkerState
 {
     /// <summary>Started, not yet serving (its host has not finished starting).</summary>
@@ -20,9 +20,6 @@ public enum ClusterWorkerState
 
     /// <summary>Finishing its in-flight requests before it exits (stop, reload or scale down).</summary>
     Draining,
-
-    /// <summary>Gone.</summary>
-    Exited,
 
     /// <summary>A slot waiting for its turn to start (workers start a few at a time); no process yet (pid 0).</summary>
     Pending,

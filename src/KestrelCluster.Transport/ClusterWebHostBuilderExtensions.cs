@@ -59,7 +59,7 @@ public static class ClusterWebHostBuilderExtensions
             services.AddSingleton<IClusterWorker>(provider =>
             {
                 var channel = provider.GetRequiredService<SupervisorChannel>();
-                var worker = new ClusterWorker(channel, provider.GetRequiredService<IHostApplicationLifetime>());
+                var worker = new SupervisedWorker(channel, provider.GetRequiredService<IHostApplicationLifetime>());
                 channel.MessageReceived = worker.Deliver;
                 return worker;
             });

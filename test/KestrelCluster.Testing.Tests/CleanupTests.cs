@@ -17,7 +17,7 @@ public sealed partial class CleanupTests(ITestOutputHelper output)
             // What a test method does: `await using` unwinds through the failure.
             await using var cluster = new ClusterApplicationFactory<Program>().WithKillTimeout(TimeSpan.FromSeconds(2)).WithOutput(output.WriteLine);
             using var client = cluster.CreateClient();
-            pids.AddRange(cluster.Workers.Select(w => w.Pid));
+            pids.AddRange((await cluster.GetWorkersAsync()).Select(w => w.Pid));
             // A request still running in a worker when the test fails: the drain gives up on it and kills.
             var inFlight = client.GetAsync("/Worker/wait?seconds=60");
             var deadline = DateTime.UtcNow.AddSeconds(30);
@@ -37,11 +37,11 @@ public sealed partial class CleanupTests(ITestOutputHelper output)
     }
 
     [Fact]
-    public void Dispose_FixtureOfAFailedTest_NoWorkerLeft()
+    public async Task Dispose_FixtureOfAFailedTest_NoWorkerLeft()
     {
         // xunit disposes a class fixture with Dispose() whatever its tests did.
         var cluster = new ClusterApplicationFactory<Program>().WithWorkers(3).WithOutput(output.WriteLine);
-        var pids = cluster.Workers.Select(w => w.Pid).ToList();
+        var pids = (await cluster.GetWorkersAsync()).Select(w => w.Pid).ToList();
         Assert.All(pids, pid => Assert.True(ProcessInfo.IsAlive(pid)));
 
         cluster.Dispose();

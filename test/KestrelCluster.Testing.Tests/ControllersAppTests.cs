@@ -9,16 +9,19 @@ namespace KestrelCluster.Testing.Tests;
 public sealed class ControllersAppTests : IClassFixture<ControllersAppTests.Cluster>
 {
     private readonly Cluster _cluster;
+    private readonly ITestOutputHelper _output;
 
     public ControllersAppTests(Cluster cluster, ITestOutputHelper output)
     {
         _cluster = cluster;
-        cluster.Output = output.WriteLine;
+        _output = output;
+        // The fixture outlives each test: its output goes to the test that runs now.
+        cluster.WithOutput(output.WriteLine);
     }
 
     /// <summary>
     /// The fixture: the app's settings and environment for its workers, given the factory's way. As an xunit v2
-    /// IAsyncLifetime, the cluster is up before the first test: the base class's InitializeAsync implements it.
+    /// IAsyncLifetime, the cluster is up before the first test.
     /// </summary>
     public sealed class Cluster : ClusterApplicationFactory<Program>, IAsyncLifetime
     {
@@ -28,6 +31,8 @@ public sealed class ControllersAppTests : IClassFixture<ControllersAppTests.Clus
             WithEnvironment("Staging");
             WithSetting("Greeting:Text", "hello from the factory");
         }
+
+        Task IAsyncLifetime.InitializeAsync() => StartAsync();
 
         Task IAsyncLifetime.DisposeAsync() => DisposeAsync().AsTask();
     }
@@ -82,7 +87,7 @@ public sealed class ControllersAppTests : IClassFixture<ControllersAppTests.Clus
         Assert.Equal(HttpStatusCode.OK, ok.StatusCode);
         var reply = await ok.Content.ReadFromJsonAsync<JsonElement>();
         Assert.Equal("ping", reply.GetProperty("text").GetString());
-        Assert.Contains(reply.GetProperty("pid").GetInt32(), _cluster.Workers.Select(w => w.Pid));
+        Assert.Contains(reply.GetProperty("pid").GetInt32(), (await _cluster.GetWorkersAsync()).Select(w => w.Pid));
         // [ApiController] validation: a missing required property is a 400 problem response.
         Assert.Equal(HttpStatusCode.BadRequest, missing.StatusCode);
         Assert.Equal("application/problem+json", missing.Content.Headers.ContentType?.MediaType);
@@ -92,7 +97,7 @@ public sealed class ControllersAppTests : IClassFixture<ControllersAppTests.Clus
     public async Task GetWorker_ContentRootGiven_WorkersRunFromTheProjectFolder()
     {
         var projectFolder = Path.Combine(TestPaths.RepoRoot, "test", "TestApps", "ControllersApp");
-        await using var cluster = new ClusterApplicationFactory<Program>().WithWorkers(1).WithContentRoot(projectFolder).WithOutput(_cluster.Output);
+        await using var cluster = new ClusterApplicationFactory<Program>().WithWorkers(1).WithContentRoot(projectFolder).WithOutput(_output.WriteLine);
         using var client = cluster.CreateClient();
 
         var worker = await client.GetFromJsonAsync<JsonElement>("/Worker");

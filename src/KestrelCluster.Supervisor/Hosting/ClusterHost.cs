@@ -7,7 +7,7 @@ using Microsoft.Extensions.Logging;
 namespace KestrelCluster.Supervisor.Hosting;
 
 // One supervisor run without the process around it: Program adds signals and the console, and
-// ClusterApplicationFactory (KestrelCluster.Testing) hosts it inside a test process.
+// InProcessCluster hosts it inside a test process for KestrelCluster.Testing.
 internal sealed class ClusterHost : IAsyncDisposable
 {
     private readonly ClusterSupervisor _supervisor;

@@ -97,7 +97,7 @@ internal sealed class SupervisorChannel : IAsyncDisposable
         }
     }
 
-    // Set once by ClusterWorker's registration: where Message frames go.
+    // Set once by SupervisedWorker's registration: where Message frames go.
     public Action<ClusterMessage>? MessageReceived { get; set; }
 
     public async ValueTask SendMessageAsync(int target, byte[] json, CancellationToken cancellationToken)

@@ -31,6 +31,8 @@ public sealed partial class PackageTests(PackedPackages packages, ITestOutputHel
         AssertEntries("KestrelCluster.Testing", "README.md", "lib/net10.0/KestrelCluster.Testing.dll", "lib/net10.0/KestrelCluster.Testing.xml", "lib/net10.0/kestrel-cluster.dll");
         AssertEntries("kestrel-cluster", "README.md");
         Assert.DoesNotContain("<dependency id=\"kestrel-cluster\"", Nuspec("KestrelCluster.Testing"));
+        // The public API analyzer checks this repository's builds; a consumer gets no dependency on it.
+        Assert.All(new[] { "KestrelCluster.Transport", "KestrelCluster.Testing" }, id => Assert.DoesNotContain("PublicApiAnalyzers", Nuspec(id)));
         Assert.Contains("<packageType name=\"DotnetTool\"", Nuspec("kestrel-cluster"));
         Assert.All(new[] { "kestrel-cluster.any", "kestrel-cluster.linux-x64" }, id => Assert.Contains("<packageType name=\"DotnetToolRidPackage\"", Nuspec(id)));
     }

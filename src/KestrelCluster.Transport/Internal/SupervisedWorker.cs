@@ -8,7 +8,7 @@ using Microsoft.Extensions.Hosting;
 namespace KestrelCluster.Transport;
 
 // IClusterWorker for a process under a supervisor: messages travel as Message frames on the channel.
-internal sealed class ClusterWorker(SupervisorChannel channel, IHostApplicationLifetime lifetime) : IClusterWorker
+internal sealed class SupervisedWorker(SupervisorChannel channel, IHostApplicationLifetime lifetime) : IClusterWorker
 {
     private readonly Lock _subscribersLock = new();
     private readonly List<Channel<ClusterMessage>> _subscribers = [];
@@ -70,32 +70,5 @@ internal sealed class ClusterWorker(SupervisorChannel channel, IHostApplicationL
                 subscriber.Writer.TryWrite(message);
             }
         }
-    }
-}
-
-// IClusterWorker for a process run alone: a cluster of one.
-internal sealed class StandaloneWorker : IClusterWorker
-{
-    public int Id => 0;
-
-    public int Generation => 0;
-
-    public bool IsClustered => false;
-
-    public ValueTask SendToSupervisorAsync<T>(T message, JsonTypeInfo<T> typeInfo, CancellationToken cancellationToken = default) => ValueTask.CompletedTask;
-
-    public ValueTask BroadcastAsync<T>(T message, JsonTypeInfo<T> typeInfo, CancellationToken cancellationToken = default) => ValueTask.CompletedTask;
-
-    public async IAsyncEnumerable<ClusterMessage> ReadMessagesAsync([EnumeratorCancellation] CancellationToken cancellationToken = default)
-    {
-        try
-        {
-            await Task.Delay(Timeout.Infinite, cancellationToken).ConfigureAwait(false);
-        }
-        catch (OperationCanceledException)
-        {
-        }
-
-        yield break;
     }
 }
