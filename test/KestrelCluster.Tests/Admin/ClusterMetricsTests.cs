@@ -99,8 +99,8 @@ public sealed class ClusterMetricsTests
         var lines = text.Split('\n', StringSplitOptions.RemoveEmptyEntries);
         var families = lines.Where(l => l.StartsWith("# TYPE ", StringComparison.Ordinal)).Select(l => l.Split(' ')[2]).ToList();
         // Every instrument is a family of /metrics, and every family comes from an instrument.
-        Assert.Equal(12, instruments.Count);
         Assert.Equal(instruments.Select(PrometheusExporter.MetricName).Order(StringComparer.Ordinal), families.Order(StringComparer.Ordinal));
+        Assert.Equal(12, instruments.Count);
         // Every sample of /metrics outside the histogram is one measurement the listener got: same labels, same value.
         var histogram = PrometheusExporter.MetricName(instruments.Single(i => i is Histogram<double>));
         var samples = lines.Where(l => !l.StartsWith('#')).ToList();
