@@ -144,6 +144,7 @@ internal sealed partial class ClusterSupervisor : IWorkerSessionHandler, IDispos
             };
         _listeners = new ListenerRegistry(_onAccepted, OnAcceptError, workersAccept: options.Balance == BalanceMode.Shared, acceptThreads: options.AcceptThreads);
         _metrics.Listeners = _listeners.Snapshot;
+        _metrics.Generation = () => Generation;
         _slots = Enumerable.Range(0, options.Workers).Select(i => new WorkerSlot(i, Generation)).ToList();
         _channelServer = new ChannelServer(runtimeDirectory.ChannelSocketPath, ClaimToken, OnAdmitted, OnRefused);
         _controlServer = new ControlServer(runtimeDirectory.ControlSocketPath, ExecuteAsync, OnRefused, runtimeDirectory.ControlGroup);
@@ -255,7 +256,7 @@ internal sealed partial class ClusterSupervisor : IWorkerSessionHandler, IDispos
     // /healthz, /readyz and /metrics on --admin-urls (at start, or once an upgrade has taken over the port).
     private async Task StartAdminAsync(string adminUrls, CancellationToken cancellationToken)
     {
-        _admin = await AdminServer.StartAsync(adminUrls, IsReady, FailingSummary, () => _metrics.ToPrometheusText(Generation), cancellationToken).ConfigureAwait(false);
+        _admin = await AdminServer.StartAsync(adminUrls, IsReady, FailingSummary, _metrics.ToPrometheusText, cancellationToken).ConfigureAwait(false);
         SupervisorLog.AdminListening(_logger, string.Join(", ", _admin.Addresses));
     }
 

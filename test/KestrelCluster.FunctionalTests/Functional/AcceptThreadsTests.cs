@@ -22,7 +22,7 @@ public sealed class AcceptThreadsTests(ITestOutputHelper output)
         var churn = await ConnectionChurn.RunAsync(new IPEndPoint(IPAddress.Loopback, cluster.Port), Connections, concurrency: 64).WaitAsync(TimeSpan.FromMinutes(3));
         output.WriteLine(churn.ToString());
         var perThread = (await AdminTests.ScrapeAsync(admin))
-            .Where(m => m.Key.StartsWith($"kestrel_cluster_accept_thread_connections_total{{endpoint=\"127.0.0.1:{cluster.Port}\","))
+            .Where(m => m.Key.StartsWith($"kestrel_cluster_accept_thread_accepted_connections_total{{kestrel_cluster_endpoint=\"127.0.0.1:{cluster.Port}\","))
             .ToList();
         output.WriteLine(string.Join('\n', perThread.Select(m => $"{m.Key} {m.Value}")));
 

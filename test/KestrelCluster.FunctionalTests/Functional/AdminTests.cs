@@ -59,17 +59,17 @@ public sealed class AdminTests(ITestOutputHelper output)
             m => m["kestrel_cluster_handoff_duration_seconds_count"] >= expected && WorkerTotal(m) >= expected,
             TimeSpan.FromSeconds(10));
 
-        Assert.Equal(0, before["kestrel_cluster_connections_accepted_total"]);
-        Assert.Equal(expected, after["kestrel_cluster_connections_accepted_total"]);
-        Assert.Equal(expected, after["kestrel_cluster_connections_dispatched_total"]);
+        Assert.Equal(0, before["kestrel_cluster_accepted_connections_total"]);
+        Assert.Equal(expected, after["kestrel_cluster_accepted_connections_total"]);
+        Assert.Equal(expected, after["kestrel_cluster_dispatched_connections_total"]);
         Assert.Equal(expected, after["kestrel_cluster_handoff_duration_seconds_count"]);
         Assert.Equal(expected, WorkerTotal(after));
-        Assert.Equal(2, after["kestrel_cluster_workers{state=\"ready\"}"]);
-        Assert.Equal(0, after["kestrel_cluster_connections_expired_total"]);
+        Assert.Equal(2, after["kestrel_cluster_worker_count{kestrel_cluster_worker_state=\"ready\"}"]);
+        Assert.Equal(0, after["kestrel_cluster_expired_connections_total"]);
     }
 
     private static double WorkerTotal(Dictionary<string, double> metrics)
-        => metrics.Where(m => m.Key.StartsWith("kestrel_cluster_worker_connections_total{")).Sum(m => m.Value);
+        => metrics.Where(m => m.Key.StartsWith("kestrel_cluster_worker_accepted_connections_total{")).Sum(m => m.Value);
 
     internal static async Task<Dictionary<string, double>> ScrapeAsync(HttpClient admin)
     {

@@ -69,7 +69,7 @@ public sealed class FaultContainmentTests(ITestOutputHelper output)
         var readyz = await admin.GetAsync("/readyz");
         Assert.Equal(HttpStatusCode.OK, readyz.StatusCode);
         Assert.StartsWith("ready; failing: worker 1 (exit code 3)", await readyz.Content.ReadAsStringAsync());
-        Assert.Contains("kestrel_cluster_workers{state=\"failing\"} 1", await admin.GetStringAsync("/metrics"));
+        Assert.Contains("kestrel_cluster_worker_count{kestrel_cluster_worker_state=\"failing\"} 1", await admin.GetStringAsync("/metrics"));
         Assert.Contains(cluster.Lines, l => l.Contains("Worker 1 is failing"));
 
         File.Delete(broken);

@@ -94,7 +94,7 @@ public sealed class UpgradeTests(ITestOutputHelper output)
             TimeSpan.FromSeconds(30));
         Assert.StartsWith("ready", ready);
         Assert.True(ProcessInfo.IsAlive(newSupervisor));
-        Assert.Contains("kestrel_cluster_workers", await admin.GetStringAsync("/metrics"));
+        Assert.Contains("kestrel_cluster_worker_count", await admin.GetStringAsync("/metrics"));
     }
 
     private static int FreeTcpPort()

@@ -23,15 +23,18 @@ public sealed partial class ToolPackageTests(PackedPackages packages, ITestOutpu
     // Every instrument of src/KestrelCluster.Supervisor/Admin/ClusterMetrics.cs.
     private static readonly string[] Instruments =
     [
-        "kestrel_cluster.connections.accepted",
-        "kestrel_cluster.connections.dispatched",
-        "kestrel_cluster.connections.redispatched",
-        "kestrel_cluster.connections.refused",
-        "kestrel_cluster.workers.restarts",
-        "kestrel_cluster.workers",
-        "kestrel_cluster.worker.open_connections",
+        "kestrel_cluster.accepted_connections",
+        "kestrel_cluster.accept_thread.accepted_connections",
+        "kestrel_cluster.dispatched_connections",
+        "kestrel_cluster.redispatched_connections",
+        "kestrel_cluster.refused_connections",
+        "kestrel_cluster.expired_connections",
+        "kestrel_cluster.worker.restarts",
+        "kestrel_cluster.worker.count",
+        "kestrel_cluster.worker.active_connections",
+        "kestrel_cluster.worker.accepted_connections",
+        "kestrel_cluster.generation",
         "kestrel_cluster.handoff.duration",
-        "kestrel_cluster.accept_thread.connections",
     ];
 
     [Fact]
