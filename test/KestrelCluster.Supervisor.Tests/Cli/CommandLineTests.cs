@@ -1,5 +1,6 @@
 using KestrelCluster.Supervisor.Cli;
 using KestrelCluster.Supervisor.Distribution;
+using KestrelCluster.Tests.Infrastructure;
 
 namespace KestrelCluster.Tests.Cli;
 
@@ -394,6 +395,19 @@ public sealed class CommandLineTests
         {
             Assert.Contains(option, CommandLine.Usage);
         }
+    }
+
+    [Fact]
+    public void Usage_IsTheReadmeCommandLineBlock()
+    {
+        // The README's reference block is what `kestrel-cluster --help` prints; an option added to one only fails here.
+        var readme = File.ReadAllText(Path.Combine(TestPaths.RepoRoot, "README.md")).ReplaceLineEndings("\n");
+        var start = readme.IndexOf("```\nUsage: kestrel-cluster <command>", StringComparison.Ordinal);
+        Assert.True(start >= 0, "README.md has no ``` block starting with the usage line");
+        start += "```\n".Length;
+        var end = readme.IndexOf("```", start, StringComparison.Ordinal);
+
+        Assert.Equal(CommandLine.Usage.ReplaceLineEndings("\n").Trim(), readme[start..end].Trim());
     }
 
     [Theory]
