@@ -548,15 +548,7 @@ public sealed class DispatcherTests : IDisposable
     [Fact]
     public async Task Dispatch_WaitingQueueFull_BlocksUntilAWorkerIsReady()
     {
-        var dispatcher = NewDispatcher(maxWaiting: 1);
-        var first = Dispatch(dispatcher);
-        var second = _files.Open();
-
-        var blocked = Task.Run(() => dispatcher.Dispatch([second.Fd], 0));
-        // The accept thread stays in Dispatch (leaving further connections in the kernel backlog).
-        // (Proving that something does not happen takes a bounded look; 300 ms is that look, not a wait for a condition.)
-        await Task.WhenAny(blocked, Task.Delay(TimeSpan.FromMilliseconds(300)));
-        Assert.False(blocked.IsCompleted, "Dispatch returned while the waiting queue was full");
+        var (dispatcher, first, second, blocked) = await DispatchIntoAFullWaitingQueueAsync();
 
         var a = Ready(dispatcher, 0);
 
@@ -567,20 +559,28 @@ public sealed class DispatcherTests : IDisposable
     [Fact]
     public async Task Dispatch_WaitingQueueFull_AWorkerReadyMeanwhileGetsTheWaitingOneAtOnceNotInTheBlockedBatch()
     {
-        var dispatcher = NewDispatcher(maxWaiting: 1);
-        var first = Dispatch(dispatcher);
-        var second = _files.Open();
-        var blocked = Task.Run(() => dispatcher.Dispatch([second.Fd], 0));
-        // A bounded look, as above: the accept thread is then waiting inside its batch for room.
-        await Task.WhenAny(blocked, Task.Delay(TimeSpan.FromMilliseconds(300)));
-        Assert.False(blocked.IsCompleted, "Dispatch returned while the waiting queue was full");
+        var (dispatcher, first, second, blocked) = await DispatchIntoAFullWaitingQueueAsync();
 
-        // AddReady runs on another thread meanwhile.
+        // AddReady runs on another thread meanwhile, while the accept thread waits inside its batch for room.
         var a = Ready(dispatcher, 0);
         await blocked.WaitAsync(BlockedDispatchTimeout);
 
         Assert.Equal([first.Fd, second.Fd], a.SentFds);
         Assert.Equal([1, 1], a.FrameSizes);
+    }
+
+    // One connection waits (the queue holds one), a second Dispatch blocks: the accept thread stays in Dispatch,
+    // leaving further connections in the kernel backlog. Proving that it does not return takes a bounded look;
+    // 300 ms is that look, not a wait for a condition.
+    private async Task<(Dispatcher Dispatcher, TestFd First, TestFd Second, Task Blocked)> DispatchIntoAFullWaitingQueueAsync()
+    {
+        var dispatcher = NewDispatcher(maxWaiting: 1);
+        var first = Dispatch(dispatcher);
+        var second = _files.Open();
+        var blocked = Task.Run(() => dispatcher.Dispatch([second.Fd], 0));
+        await Task.WhenAny(blocked, Task.Delay(TimeSpan.FromMilliseconds(300)));
+        Assert.False(blocked.IsCompleted, "Dispatch returned while the waiting queue was full");
+        return (dispatcher, first, second, blocked);
     }
 
     [Fact]
