@@ -123,6 +123,25 @@ public sealed class ChannelFrameTests
         reader.EnsureEnd();
     }
 
+    // The hot path: one Connections frame per batch of passed sockets, one Acks frame back.
+    [Fact]
+    public void ConnectionsAndAcks_WriteThenRead_AllocateNothing()
+    {
+        Span<byte> connections = stackalloc byte[ConnectionsFrame.MaxSize];
+        Span<byte> acks = stackalloc byte[AcksFrame.SizeFor(FrameLimits.MaxFdsPerFrame)];
+        Span<long> sequences = stackalloc long[FrameLimits.MaxFdsPerFrame];
+        var checksum = PassAndAcknowledge(connections, acks, sequences);
+
+        var before = GC.GetAllocatedBytesForCurrentThread();
+        for (var i = 0; i < 1000; i++)
+        {
+            checksum += PassAndAcknowledge(connections, acks, sequences);
+        }
+
+        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+        Assert.Equal(1001 * FrameLimits.MaxFdsPerFrame, checksum);
+    }
+
     [Fact]
     public void Acks_Refused_VerdictByteIsZero()
     {
@@ -288,6 +307,31 @@ public sealed class ChannelFrameTests
             case "Message": MessageFrame.Read(frame, out _); break;
             default: HubFrame.Read(frame, out _); break;
         }
+    }
+
+    private static long PassAndAcknowledge(Span<byte> connectionsBuffer, Span<byte> acksBuffer, Span<long> sequences)
+    {
+        var writer = ConnectionsFrame.Begin(connectionsBuffer, sequences.Length);
+        for (var i = 0; i < sequences.Length; i++)
+        {
+            writer.Add(i, 1000 + i);
+        }
+
+        var connections = ConnectionsFrame.Read(writer.Written);
+        for (var i = 0; i < connections.Count; i++)
+        {
+            sequences[i] = connections.Next().Sequence;
+        }
+
+        var acks = AcksFrame.Read(AcksFrame.Write(acksBuffer, sequences, accepted: true));
+        var accepted = 0L;
+        for (var i = 0; i < acks.Count; i++)
+        {
+            accepted += acks.Next().Accepted ? 1 : 0;
+        }
+
+        acks.EnsureEnd();
+        return accepted;
     }
 
     private static byte[] Write(int size, Encoder encode) => encode(new byte[size]).ToArray();
