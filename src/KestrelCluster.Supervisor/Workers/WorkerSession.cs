@@ -70,7 +70,7 @@ internal sealed class WorkerSession : DispatchTarget, IDisposable
         var writer = ConnectionsFrame.Begin(frame, connections.Length);
         for (var i = 0; i < connections.Length; i++)
         {
-            writer.Add(connections[i].ListenerId, connections[i].Sequence);
+            ConnectionsFrame.Add(ref writer, connections[i].ListenerId, connections[i].Sequence);
             fds[i] = connections[i].Fd;
         }
 
@@ -175,10 +175,10 @@ internal sealed class WorkerSession : DispatchTarget, IDisposable
         switch (type)
         {
             case FrameType.Acks:
-                var acks = AcksFrame.Read(frame);
-                for (var i = 0; i < acks.Count; i++)
+                var acks = AcksFrame.Read(frame, out var count);
+                for (var i = 0; i < count; i++)
                 {
-                    var (sequence, accepted) = acks.Next();
+                    var (sequence, accepted) = AcksFrame.Next(ref acks);
                     if (!_dispatcher.Acknowledge(this, sequence, accepted))
                     {
                         throw new InvalidFrameException($"acknowledgement of connection {sequence}, which this worker does not hold");

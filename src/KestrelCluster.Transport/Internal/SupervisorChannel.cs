@@ -377,12 +377,11 @@ internal sealed class SupervisorChannel : IAsyncDisposable
 
     private void HandleConnections(ReadOnlySpan<byte> frame, ReadOnlySpan<int> fds, bool fdsTruncated)
     {
-        ConnectionsFrame.Reader reader;
+        FrameReader reader;
         int count;
         try
         {
-            reader = ConnectionsFrame.Read(frame);
-            count = reader.Count;
+            reader = ConnectionsFrame.Read(frame, out count);
             if (fdsTruncated ? count < fds.Length : count != fds.Length)
             {
                 throw new InvalidFrameException($"Connections frame names {count} connections but carries {fds.Length} fds");
@@ -403,7 +402,7 @@ internal sealed class SupervisorChannel : IAsyncDisposable
         {
             for (; i < count; i++)
             {
-                var (listenerId, sequence) = reader.Next();
+                var (listenerId, sequence) = ConnectionsFrame.Next(ref reader);
                 if (i >= fds.Length)
                 {
                     // Its fd was never installed here; the supervisor still holds the socket and passes it on.

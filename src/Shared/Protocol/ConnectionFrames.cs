@@ -13,52 +13,39 @@ internal static class ConnectionsFrame
 
     public static int SizeFor(int count) => HeaderSize + (count * EntrySize);
 
-    // count (u8), then count × (listener id i32, sequence i64), one per fd of the message, in order
-    public static Writer Begin(Span<byte> buffer, int count)
+    // count (u8), then count × (listener id i32, sequence i64), one per fd of the message, in order; the entries
+    // follow through Add. A plain FrameWriter/FrameReader passed by ref: a wrapper struct measured ~10 ns slower a frame.
+    public static FrameWriter Begin(Span<byte> buffer, int count)
     {
         ArgumentOutOfRangeException.ThrowIfGreaterThan(count, FrameLimits.MaxFdsPerFrame);
         var writer = new FrameWriter(buffer, FrameType.Connections);
         writer.WriteByte((byte)count);
-        return new Writer(writer);
+        return writer;
     }
 
-    // Reads the count; the entries follow through Reader.Next, each checked as it is read.
-    public static Reader Read(ReadOnlySpan<byte> frame)
+    public static void Add(ref FrameWriter writer, int listenerId, long sequence)
+    {
+        writer.WriteInt32(listenerId);
+        writer.WriteInt64(sequence);
+    }
+
+    // Reads the count; the entries follow through Next, each checked as it is read.
+    public static FrameReader Read(ReadOnlySpan<byte> frame, out int count)
     {
         var reader = new FrameReader(frame, FrameType.Connections);
-        var count = reader.ReadByte();
+        count = reader.ReadByte();
         if (count > FrameLimits.MaxFdsPerFrame)
         {
             throw new InvalidFrameException($"{count} connections in one frame");
         }
 
-        return new Reader(reader, count);
+        return reader;
     }
 
-    internal ref struct Writer(FrameWriter writer)
+    public static (int ListenerId, long Sequence) Next(ref FrameReader reader)
     {
-        private FrameWriter _writer = writer;
-
-        public readonly ReadOnlySpan<byte> Written => _writer.Written;
-
-        public void Add(int listenerId, long sequence)
-        {
-            _writer.WriteInt32(listenerId);
-            _writer.WriteInt64(sequence);
-        }
-    }
-
-    internal ref struct Reader(FrameReader reader, int count)
-    {
-        private FrameReader _reader = reader;
-
-        public int Count { get; } = count;
-
-        public (int ListenerId, long Sequence) Next()
-        {
-            var listenerId = _reader.ReadInt32();
-            return (listenerId, _reader.ReadInt64());
-        }
+        var listenerId = reader.ReadInt32();
+        return (listenerId, reader.ReadInt64());
     }
 }
 
@@ -86,38 +73,29 @@ internal static class AcksFrame
         return writer.Written;
     }
 
-    // Reads and bounds the count; the entries follow through Reader.Next, then Reader.EnsureEnd.
-    public static Reader Read(ReadOnlySpan<byte> frame)
+    // Reads and bounds the count; the entries follow through Next, then the reader's EnsureEnd.
+    public static FrameReader Read(ReadOnlySpan<byte> frame, out int count)
     {
         var reader = new FrameReader(frame, FrameType.Acks);
-        var count = reader.ReadUInt16();
+        count = reader.ReadUInt16();
         if (count > MaxCount)
         {
             throw new InvalidFrameException($"{count} acknowledgements in one frame");
         }
 
-        return new Reader(reader, count);
+        return reader;
     }
 
-    internal ref struct Reader(FrameReader reader, int count)
+    public static (long Sequence, bool Accepted) Next(ref FrameReader reader)
     {
-        private FrameReader _reader = reader;
-
-        public int Count { get; } = count;
-
-        public (long Sequence, bool Accepted) Next()
+        var sequence = reader.ReadInt64();
+        var accepted = reader.ReadByte() switch
         {
-            var sequence = _reader.ReadInt64();
-            var accepted = _reader.ReadByte() switch
-            {
-                0 => false,
-                1 => true,
-                var other => throw new InvalidFrameException($"acknowledgement value {other}"),
-            };
-            return (sequence, accepted);
-        }
-
-        public readonly void EnsureEnd() => _reader.EnsureEnd();
+            0 => false,
+            1 => true,
+            var other => throw new InvalidFrameException($"acknowledgement value {other}"),
+        };
+        return (sequence, accepted);
     }
 }
 

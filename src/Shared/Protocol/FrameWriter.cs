@@ -4,7 +4,7 @@ using System.Text;
 namespace KestrelCluster.Protocol;
 
 // Writes one frame (or a payload inside one) into a caller-owned buffer: stackalloc on the hot path, no allocation
-// per connection. The one way the repo writes an integer, a string or a blob; PrefixedSize sizes a buffer for the prefixed fields.
+// per connection. The one way the repo writes an integer, a string or a blob (PrefixedSize sizes a buffer for one).
 internal ref struct FrameWriter
 {
     private readonly Span<byte> _buffer;

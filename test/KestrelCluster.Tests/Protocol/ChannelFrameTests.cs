@@ -70,23 +70,23 @@ public sealed class ChannelFrameTests
     {
         Span<byte> buffer = stackalloc byte[ConnectionsFrame.MaxSize];
         var writer = ConnectionsFrame.Begin(buffer, 2);
-        writer.Add(1, 0x0102030405060708);
-        writer.Add(-1, 9);
+        ConnectionsFrame.Add(ref writer, 1, 0x0102030405060708);
+        ConnectionsFrame.Add(ref writer, -1, 9);
         var frame = writer.Written.ToArray();
 
         Assert.Equal(new byte[] { 6, 2, 1, 0, 0, 0, 8, 7, 6, 5, 4, 3, 2, 1, 0xFF, 0xFF, 0xFF, 0xFF, 9, 0, 0, 0, 0, 0, 0, 0 }, frame);
         Assert.Equal(ConnectionsFrame.SizeFor(2), frame.Length);
-        var reader = ConnectionsFrame.Read(frame);
-        Assert.Equal(2, reader.Count);
-        Assert.Equal((1, 0x0102030405060708L), reader.Next());
-        Assert.Equal((-1, 9L), reader.Next());
+        var reader = ConnectionsFrame.Read(frame, out var count);
+        Assert.Equal(2, count);
+        Assert.Equal((1, 0x0102030405060708L), ConnectionsFrame.Next(ref reader));
+        Assert.Equal((-1, 9L), ConnectionsFrame.Next(ref reader));
     }
 
     [Fact]
     public void Connections_MoreThanAFrameMayCarry_WriteAndReadRefuse()
     {
         Assert.Throws<ArgumentOutOfRangeException>(() => ConnectionsFrame.Begin(new byte[ConnectionsFrame.SizeFor(FrameLimits.MaxFdsPerFrame + 1)], FrameLimits.MaxFdsPerFrame + 1));
-        var ex = Assert.Throws<InvalidFrameException>(() => ConnectionsFrame.Read([(byte)FrameType.Connections, FrameLimits.MaxFdsPerFrame + 1]));
+        var ex = Assert.Throws<InvalidFrameException>(() => ConnectionsFrame.Read([(byte)FrameType.Connections, FrameLimits.MaxFdsPerFrame + 1], out _));
         Assert.Contains("connections in one frame", ex.Message);
     }
 
@@ -96,16 +96,16 @@ public sealed class ChannelFrameTests
         var frame = Write(ConnectionsFrame.MaxSize, b =>
         {
             var writer = ConnectionsFrame.Begin(b, 2);
-            writer.Add(1, 1);
-            writer.Add(1, 2);
+            ConnectionsFrame.Add(ref writer, 1, 1);
+            ConnectionsFrame.Add(ref writer, 1, 2);
             return writer.Written;
         });
 
         var ex = Assert.Throws<InvalidFrameException>(() =>
         {
-            var reader = ConnectionsFrame.Read(frame.AsSpan(0, frame.Length - 1));
-            reader.Next();
-            reader.Next();
+            var reader = ConnectionsFrame.Read(frame.AsSpan(0, frame.Length - 1), out _);
+            ConnectionsFrame.Next(ref reader);
+            ConnectionsFrame.Next(ref reader);
         });
         Assert.Contains("truncated", ex.Message);
     }
@@ -116,10 +116,10 @@ public sealed class ChannelFrameTests
         var frame = Write(AcksFrame.SizeFor(2), b => AcksFrame.Write(b, [5, 6], accepted: true));
 
         Assert.Equal(new byte[] { 7, 2, 0, 5, 0, 0, 0, 0, 0, 0, 0, 1, 6, 0, 0, 0, 0, 0, 0, 0, 1 }, frame);
-        var reader = AcksFrame.Read(frame);
-        Assert.Equal(2, reader.Count);
-        Assert.Equal((5L, true), reader.Next());
-        Assert.Equal((6L, true), reader.Next());
+        var reader = AcksFrame.Read(frame, out var count);
+        Assert.Equal(2, count);
+        Assert.Equal((5L, true), AcksFrame.Next(ref reader));
+        Assert.Equal((6L, true), AcksFrame.Next(ref reader));
         reader.EnsureEnd();
     }
 
@@ -147,8 +147,8 @@ public sealed class ChannelFrameTests
     {
         var frame = Write(AcksFrame.SizeFor(1), b => AcksFrame.Write(b, [5], accepted: false));
 
-        var reader = AcksFrame.Read(frame);
-        Assert.Equal((5L, false), reader.Next());
+        var reader = AcksFrame.Read(frame, out _);
+        Assert.Equal((5L, false), AcksFrame.Next(ref reader));
     }
 
     [Fact]
@@ -161,7 +161,7 @@ public sealed class ChannelFrameTests
             return writer.Written;
         });
 
-        var ex = Assert.Throws<InvalidFrameException>(() => AcksFrame.Read(frame));
+        var ex = Assert.Throws<InvalidFrameException>(() => AcksFrame.Read(frame, out _));
         Assert.Contains($"{AcksFrame.MaxCount + 1} acknowledgements", ex.Message);
     }
 
@@ -170,7 +170,11 @@ public sealed class ChannelFrameTests
     {
         byte[] frame = [.. Write(AcksFrame.SizeFor(1), b => AcksFrame.Write(b, [5], accepted: true))[..^1], 2];
 
-        var ex = Assert.Throws<InvalidFrameException>(() => AcksFrame.Read(frame).Next());
+        var ex = Assert.Throws<InvalidFrameException>(() =>
+        {
+            var reader = AcksFrame.Read(frame, out _);
+            AcksFrame.Next(ref reader);
+        });
         Assert.Contains("acknowledgement value 2", ex.Message);
     }
 
@@ -181,8 +185,8 @@ public sealed class ChannelFrameTests
 
         Assert.Throws<InvalidFrameException>(() =>
         {
-            var reader = AcksFrame.Read(frame);
-            reader.Next();
+            var reader = AcksFrame.Read(frame, out _);
+            AcksFrame.Next(ref reader);
             reader.EnsureEnd();
         });
     }
@@ -257,8 +261,8 @@ public sealed class ChannelFrameTests
     public void Read_EmptyFrame_EveryDecoderThrowsInvalidFrame()
     {
         Assert.Throws<InvalidFrameException>(() => HelloFrame.Read([]));
-        Assert.Throws<InvalidFrameException>(() => AcksFrame.Read([]));
-        Assert.Throws<InvalidFrameException>(() => ConnectionsFrame.Read([]));
+        Assert.Throws<InvalidFrameException>(() => AcksFrame.Read([], out _));
+        Assert.Throws<InvalidFrameException>(() => ConnectionsFrame.Read([], out _));
         Assert.Throws<InvalidFrameException>(() => FrameReader.TypeOf([]));
     }
 
@@ -300,8 +304,8 @@ public sealed class ChannelFrameTests
             case "Bind": BindFrame.Read(frame); break;
             case "BindResult": BindResultFrame.Read(frame); break;
             case "Ready": ReadyFrame.Read(frame); break;
-            case "Connections": ConnectionsFrame.Read(frame); break;
-            case "Acks": AcksFrame.Read(frame).EnsureEnd(); break;
+            case "Connections": ConnectionsFrame.Read(frame, out _); break;
+            case "Acks": AcksFrame.Read(frame, out _).EnsureEnd(); break;
             case "Unbind": UnbindFrame.Read(frame); break;
             case "Status": StatusFrame.Read(frame); break;
             case "Message": MessageFrame.Read(frame, out _); break;
@@ -314,20 +318,20 @@ public sealed class ChannelFrameTests
         var writer = ConnectionsFrame.Begin(connectionsBuffer, sequences.Length);
         for (var i = 0; i < sequences.Length; i++)
         {
-            writer.Add(i, 1000 + i);
+            ConnectionsFrame.Add(ref writer, i, 1000 + i);
         }
 
-        var connections = ConnectionsFrame.Read(writer.Written);
-        for (var i = 0; i < connections.Count; i++)
+        var connections = ConnectionsFrame.Read(writer.Written, out var count);
+        for (var i = 0; i < count; i++)
         {
-            sequences[i] = connections.Next().Sequence;
+            sequences[i] = ConnectionsFrame.Next(ref connections).Sequence;
         }
 
-        var acks = AcksFrame.Read(AcksFrame.Write(acksBuffer, sequences, accepted: true));
+        var acks = AcksFrame.Read(AcksFrame.Write(acksBuffer, sequences, accepted: true), out count);
         var accepted = 0L;
-        for (var i = 0; i < acks.Count; i++)
+        for (var i = 0; i < count; i++)
         {
-            accepted += acks.Next().Accepted ? 1 : 0;
+            accepted += AcksFrame.Next(ref acks).Accepted ? 1 : 0;
         }
 
         acks.EnsureEnd();

@@ -51,15 +51,15 @@ public sealed class FrameCodecTests
         var writer = ConnectionsFrame.Begin(buffer, 3);
         for (var i = 0; i < 3; i++)
         {
-            writer.Add(i, 100 + i);
+            ConnectionsFrame.Add(ref writer, i, 100 + i);
         }
 
         Assert.Equal(ConnectionsFrame.SizeFor(3), writer.Written.Length);
-        var reader = ConnectionsFrame.Read(writer.Written);
-        Assert.Equal(3, reader.Count);
+        var reader = ConnectionsFrame.Read(writer.Written, out var count);
+        Assert.Equal(3, count);
         for (var i = 0; i < 3; i++)
         {
-            Assert.Equal((i, 100L + i), reader.Next());
+            Assert.Equal((i, 100L + i), ConnectionsFrame.Next(ref reader));
         }
     }
 
