@@ -9,7 +9,7 @@ namespace KestrelCluster.Benchmarks;
 [MemoryDiagnoser]
 public class FdHandoffBenchmarks
 {
-    private readonly byte[] _frame = new byte[64];
+    private readonly byte[] _frame = new byte[ConnectionsFrame.MaxSize];
     private readonly byte[] _receiveBuffer = new byte[FrameLimits.MaxFrameSize];
     private readonly int[] _receivedFds = new int[FrameLimits.MaxFdsPerFrame];
     private string _directory = "";
@@ -45,8 +45,12 @@ public class FdHandoffBenchmarks
         var received = 0;
         for (var sent = 0; sent < 16; sent += FdsPerFrame)
         {
-            var writer = new FrameWriter(_frame, FrameType.Connections);
-            writer.WriteByte((byte)FdsPerFrame);
+            var writer = ConnectionsFrame.Begin(_frame, FdsPerFrame);
+            for (var i = 0; i < FdsPerFrame; i++)
+            {
+                ConnectionsFrame.Add(ref writer, 0, sent + i);
+            }
+
             if (_sender!.TrySend(writer.Written, _fds) != 0)
             {
                 throw new InvalidOperationException("send failed");

@@ -8,6 +8,7 @@ namespace KestrelCluster.Benchmarks;
 public class FrameCodecBenchmarks
 {
     private readonly byte[] _buffer = new byte[FrameLimits.MaxFrameSize];
+    private readonly long[] _sequences = Enumerable.Range(0, FrameLimits.MaxFdsPerFrame).Select(i => (long)i).ToArray();
 
     [Params(1, 16)]
     public int Count { get; set; }
@@ -15,43 +16,32 @@ public class FrameCodecBenchmarks
     [Benchmark]
     public long Connections_WriteThenRead()
     {
-        var writer = new FrameWriter(_buffer, FrameType.Connections);
-        writer.WriteByte((byte)Count);
+        var writer = ConnectionsFrame.Begin(_buffer, Count);
         for (var i = 0; i < Count; i++)
         {
-            writer.WriteInt32(0);
-            writer.WriteInt64(i);
+            ConnectionsFrame.Add(ref writer, 0, i);
         }
 
-        var reader = new FrameReader(writer.Written);
-        var count = reader.ReadByte();
+        var reader = ConnectionsFrame.Read(writer.Written, out var count);
         long sum = 0;
         for (var i = 0; i < count; i++)
         {
-            sum += reader.ReadInt32() + reader.ReadInt64();
+            var (listenerId, sequence) = ConnectionsFrame.Next(ref reader);
+            sum += listenerId + sequence;
         }
 
-        reader.EnsureEnd();
         return sum;
     }
 
     [Benchmark]
     public long Acks_WriteThenRead()
     {
-        var writer = new FrameWriter(_buffer, FrameType.Acks);
-        writer.WriteUInt16((ushort)Count);
-        for (var i = 0; i < Count; i++)
-        {
-            writer.WriteInt64(i);
-            writer.WriteByte(1);
-        }
-
-        var reader = new FrameReader(writer.Written);
-        var count = reader.ReadUInt16();
+        var reader = AcksFrame.Read(AcksFrame.Write(_buffer, _sequences.AsSpan(0, Count), accepted: true), out var count);
         long sum = 0;
         for (var i = 0; i < count; i++)
         {
-            sum += reader.ReadInt64() + reader.ReadByte();
+            var (sequence, accepted) = AcksFrame.Next(ref reader);
+            sum += sequence + (accepted ? 1 : 0);
         }
 
         reader.EnsureEnd();

@@ -43,18 +43,22 @@ internal static class UpgradeFrames
     public static byte[] Encode(UpgradeFrame type, string text = "")
     {
         var frame = new byte[1 + Encoding.UTF8.GetByteCount(text)];
-        frame[0] = (byte)type;
-        Encoding.UTF8.GetBytes(text, frame.AsSpan(1));
+        var writer = new FrameWriter(frame);
+        writer.WriteByte((byte)type);
+        writer.WriteRemainingString(text);
         return frame;
     }
 
     public static (UpgradeFrame Type, string Text) Decode(ReadOnlySpan<byte> frame)
     {
-        if (frame.Length == 0)
+        if (frame.IsEmpty)
         {
             throw new InvalidFrameException("empty upgrade frame");
         }
 
-        return ((UpgradeFrame)frame[0], Encoding.UTF8.GetString(frame[1..]));
+        var reader = FrameReader.ForPayload(frame, "upgrade frame");
+        var type = (UpgradeFrame)reader.ReadByte();
+        // Not strict UTF-8: both ends are kestrel-cluster, and callers hold the frame's fds while they decode it.
+        return (type, Encoding.UTF8.GetString(reader.ReadRemaining()));
     }
 }

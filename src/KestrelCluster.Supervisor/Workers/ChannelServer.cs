@@ -100,21 +100,8 @@ internal sealed class ChannelServer : IDisposable
             throw new InvalidFrameException(status == ReceiveStatus.Closed ? "closed before hello" : "oversized hello");
         }
 
-        return ParseHello(buffer.AsSpan(0, length));
-    }
-
-    /// <summary>Decodes a peer's first frame; throws InvalidFrameException for anything but a hello.</summary>
-    internal static (int Pid, string Token) ParseHello(ReadOnlySpan<byte> frame)
-    {
-        var reader = new FrameReader(frame);
-        if (reader.Type != FrameType.Hello)
-        {
-            throw new InvalidFrameException($"expected hello, got frame type {(byte)reader.Type}");
-        }
-
-        var pid = reader.ReadInt32();
-        var token = reader.ReadRemainingString();
-        return (pid, token);
+        // Anything but a hello throws InvalidFrameException.
+        return HelloFrame.Read(buffer.AsSpan(0, length));
     }
 
     private void Refuse(ChannelSocket socket, PeerCredentials? credentials, string reason)

@@ -35,13 +35,10 @@ internal sealed class HubRelay(ILogger logger)
 
     public void Relay(WorkerSession from, int target, ReadOnlySpan<byte> payload)
     {
-        var length = payload.Length + 5;
-        var frame = ArrayPool<byte>.Shared.Rent(length);
+        var buffer = ArrayPool<byte>.Shared.Rent(HubFrame.SizeFor(payload.Length));
         try
         {
-            var writer = new FrameWriter(frame, FrameType.Hub);
-            writer.WriteInt32(from.Peer.ProcessId);
-            payload.CopyTo(frame.AsSpan(writer.Position));
+            var frame = HubFrame.Write(buffer, from.Peer.ProcessId, payload);
             foreach (var session in Volatile.Read(ref _sessions))
             {
                 if (session == from || target != MessageTargets.OtherWorkers && session.Peer.ProcessId != target)
@@ -51,7 +48,7 @@ internal sealed class HubRelay(ILogger logger)
 
                 // Never waits: a worker whose channel is full (frozen, or far behind) misses the frame rather
                 // than stall every other worker's traffic.
-                if (session.TrySendHubFrame(frame.AsSpan(0, length)) != 0)
+                if (session.TrySendHubFrame(frame) != 0)
                 {
                     OnDropped(session);
                 }
@@ -59,7 +56,7 @@ internal sealed class HubRelay(ILogger logger)
         }
         finally
         {
-            ArrayPool<byte>.Shared.Return(frame);
+            ArrayPool<byte>.Shared.Return(buffer);
         }
     }
 

@@ -65,14 +65,12 @@ internal sealed class WorkerSession : DispatchTarget, IDisposable
 
     protected internal override int SendConnections(ReadOnlySpan<OutgoingConnection> connections)
     {
-        Span<byte> frame = stackalloc byte[2 + (FrameLimits.MaxFdsPerFrame * 12)];
+        Span<byte> frame = stackalloc byte[ConnectionsFrame.MaxSize];
         Span<int> fds = stackalloc int[connections.Length];
-        var writer = new FrameWriter(frame, FrameType.Connections);
-        writer.WriteByte((byte)connections.Length);
+        var writer = ConnectionsFrame.Begin(frame, connections.Length);
         for (var i = 0; i < connections.Length; i++)
         {
-            writer.WriteInt32(connections[i].ListenerId);
-            writer.WriteInt64(connections[i].Sequence);
+            ConnectionsFrame.Add(ref writer, connections[i].ListenerId, connections[i].Sequence);
             fds[i] = connections[i].Fd;
         }
 
@@ -82,21 +80,14 @@ internal sealed class WorkerSession : DispatchTarget, IDisposable
 
     public void SendWelcome()
     {
-        Span<byte> frame = stackalloc byte[16];
-        var writer = new FrameWriter(frame, FrameType.Welcome);
-        writer.WriteInt32(Instance.SlotId);
-        writer.WriteInt32(Instance.Generation);
-        _socket.Send(writer.Written);
+        Span<byte> frame = stackalloc byte[WelcomeFrame.Size];
+        _socket.Send(WelcomeFrame.Write(frame, Instance.SlotId, Instance.Generation));
     }
 
     /// <summary>Passes a JSON message on without waiting; false when the worker's channel is full or gone.</summary>
     public bool SendMessage(int sender, ReadOnlySpan<byte> json)
     {
-        var frame = new byte[json.Length + 5];
-        var writer = new FrameWriter(frame, FrameType.Message);
-        writer.WriteInt32(sender);
-        json.CopyTo(frame.AsSpan(writer.Position));
-        return _socket.TrySend(frame) == 0;
+        return _socket.TrySend(MessageFrame.Write(new byte[MessageFrame.SizeFor(json.Length)], sender, json)) == 0;
     }
 
     /// <summary>Passes a whole Hub frame on without waiting; 0 or the errno (EAGAIN when the worker's channel is full).</summary>
@@ -105,8 +96,8 @@ internal sealed class WorkerSession : DispatchTarget, IDisposable
     /// <summary>Asks the worker to drain and exit. Returns false when the channel is already gone.</summary>
     public bool SendStop()
     {
-        Span<byte> frame = stackalloc byte[1];
-        return _socket.TrySend(new FrameWriter(frame, FrameType.Stop).Written) == 0;
+        Span<byte> frame = stackalloc byte[StopFrame.Size];
+        return _socket.TrySend(StopFrame.Write(frame)) == 0;
     }
 
     private async Task ReceiveLoopAsync()
@@ -180,36 +171,24 @@ internal sealed class WorkerSession : DispatchTarget, IDisposable
     // internal: the fuzz tests feed it frames directly.
     internal void Handle(ReadOnlySpan<byte> frame)
     {
-        var reader = new FrameReader(frame);
-        switch (reader.Type)
+        var type = FrameReader.TypeOf(frame);
+        switch (type)
         {
             case FrameType.Acks:
-                var count = reader.ReadUInt16();
-                if (count > FrameLimits.MaxAcksPerFrame)
-                {
-                    throw new InvalidFrameException($"{count} acknowledgements in one frame");
-                }
-
+                var acks = AcksFrame.Read(frame, out var count);
                 for (var i = 0; i < count; i++)
                 {
-                    var sequence = reader.ReadInt64();
-                    var accepted = reader.ReadByte() switch
-                    {
-                        0 => false,
-                        1 => true,
-                        var other => throw new InvalidFrameException($"acknowledgement value {other}"),
-                    };
+                    var (sequence, accepted) = AcksFrame.Next(ref acks);
                     if (!_dispatcher.Acknowledge(this, sequence, accepted))
                     {
                         throw new InvalidFrameException($"acknowledgement of connection {sequence}, which this worker does not hold");
                     }
                 }
 
-                reader.EnsureEnd();
+                acks.EnsureEnd();
                 break;
             case FrameType.Bind:
-                var requestId = reader.ReadInt32();
-                var requested = reader.ReadRemainingString();
+                var (requestId, requested) = BindFrame.Read(frame);
                 var outcome = _handler.Bind(this, requested);
                 if (outcome.Listener is { } listener)
                 {
@@ -219,37 +198,34 @@ internal sealed class WorkerSession : DispatchTarget, IDisposable
                 SendBindResult(requestId, outcome);
                 break;
             case FrameType.Message:
-                var target = reader.ReadInt32();
+                var target = MessageFrame.Read(frame, out var json);
                 if (target is not (MessageTargets.Supervisor or MessageTargets.OtherWorkers))
                 {
                     throw new InvalidFrameException($"message target {target}");
                 }
 
-                _handler.Message(this, target, frame[5..].ToArray());
+                _handler.Message(this, target, json.ToArray());
                 break;
             case FrameType.Hub:
-                var hubTarget = reader.ReadInt32();
+                var hubTarget = HubFrame.Read(frame, out var payload);
                 if (hubTarget != MessageTargets.OtherWorkers && hubTarget <= 0)
                 {
                     throw new InvalidFrameException($"hub target {hubTarget}");
                 }
 
-                _handler.RelayHub(this, hubTarget, frame[5..]);
+                _handler.RelayHub(this, hubTarget, payload);
                 break;
             case FrameType.Status:
-                OpenConnections = Math.Max(0, reader.ReadInt32());
-                reader.EnsureEnd();
+                OpenConnections = Math.Max(0, StatusFrame.Read(frame));
                 _dispatcher.ReportOpen(this, OpenConnections);
                 LastStatusAt = _clock();
                 break;
             case FrameType.Ready:
-                Features = reader.Remaining > 0 ? (WorkerFeatures)reader.ReadByte() : WorkerFeatures.None;
-                reader.EnsureEnd();
+                Features = ReadyFrame.Read(frame);
                 _handler.Ready(this);
                 break;
             case FrameType.Unbind:
-                var listenerId = reader.ReadInt32();
-                reader.EnsureEnd();
+                var listenerId = UnbindFrame.Read(frame);
                 if (listenerId is >= 0 and < ListenerRegistry.MaxListeners)
                 {
                     _dispatcher.SetBound(this, listenerId, bound: false);
@@ -257,27 +233,22 @@ internal sealed class WorkerSession : DispatchTarget, IDisposable
 
                 break;
             default:
-                throw new InvalidFrameException($"unexpected {reader.Type} frame");
+                throw new InvalidFrameException($"unexpected {type} frame");
         }
     }
 
     private void SendBindResult(int requestId, BindOutcome outcome)
     {
-        Span<byte> frame = stackalloc byte[FrameLimits.MaxFrameSize];
-        var writer = new FrameWriter(frame, FrameType.BindResult);
-        writer.WriteInt32(requestId);
-        writer.WriteInt32(outcome.Listener?.Id ?? -1);
-        writer.WriteInt32((int)outcome.Error);
-        var text = outcome.Message.Length > 4096 ? outcome.Message[..4096] : outcome.Message;
-        writer.WriteString(text);
+        Span<byte> buffer = stackalloc byte[BindResultFrame.MaxSize];
+        var frame = BindResultFrame.Write(buffer, requestId, outcome.Listener?.Id ?? -1, outcome.Error, outcome.Message);
         if (_passListeningSockets && outcome.Listener is { } listener)
         {
             // --balance shared: the worker accepts on its slot's socket (the kernel duplicates the fd into it).
-            _socket.Send(writer.Written, [(int)listener.HandleFor(Id)]);
+            _socket.Send(frame, [(int)listener.HandleFor(Id)]);
             return;
         }
 
-        _socket.Send(writer.Written);
+        _socket.Send(frame);
     }
 
     public void Close(string reason, bool violation = false)

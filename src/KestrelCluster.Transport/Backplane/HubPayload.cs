@@ -1,6 +1,4 @@
 using System.Buffers;
-using System.Buffers.Binary;
-using System.Text;
 using KestrelCluster.Protocol;
 using Microsoft.AspNetCore.SignalR;
 
@@ -31,6 +29,7 @@ internal enum HubCommand : byte
 // A Hub frame's payload: hub name, command, then the command's fields. Strings are a length (i32) and UTF-8; a
 // message is the invocation already serialized by every hub protocol the hub supports (as the Redis backplane
 // does), so a worker writes it to JSON and MessagePack clients alike without knowing the arguments' types.
+// Grows as it is written (its size is known only at the end); each field goes through FrameWriter.
 internal sealed class HubPayloadWriter
 {
     private readonly ArrayBufferWriter<byte> _buffer = new(256);
@@ -45,29 +44,30 @@ internal sealed class HubPayloadWriter
 
     public void WriteByte(byte value)
     {
-        _buffer.GetSpan(1)[0] = value;
-        _buffer.Advance(1);
+        var writer = Begin(sizeof(byte));
+        writer.WriteByte(value);
+        End(writer);
     }
 
     public void WriteInt32(int value)
     {
-        BinaryPrimitives.WriteInt32LittleEndian(_buffer.GetSpan(4), value);
-        _buffer.Advance(4);
+        var writer = Begin(sizeof(int));
+        writer.WriteInt32(value);
+        End(writer);
     }
 
     public void WriteBytes(ReadOnlySpan<byte> value)
     {
-        WriteInt32(value.Length);
-        value.CopyTo(_buffer.GetSpan(value.Length));
-        _buffer.Advance(value.Length);
+        var writer = Begin(FrameWriter.PrefixedSize(value.Length));
+        writer.WritePrefixedBytes(value);
+        End(writer);
     }
 
     public void WriteString(string value)
     {
-        var length = Encoding.UTF8.GetByteCount(value);
-        WriteInt32(length);
-        Encoding.UTF8.GetBytes(value, _buffer.GetSpan(length));
-        _buffer.Advance(length);
+        var writer = Begin(FrameWriter.PrefixedSize(value));
+        writer.WritePrefixedString(value);
+        End(writer);
     }
 
     public void WriteStrings(IReadOnlyList<string>? values)
@@ -88,37 +88,29 @@ internal sealed class HubPayloadWriter
             WriteBytes(serialized.Serialized.Span);
         }
     }
+
+    private FrameWriter Begin(int size) => new(_buffer.GetSpan(size));
+
+    private void End(in FrameWriter writer) => _buffer.Advance(writer.Position);
 }
 
 // Reads a payload; anything cut short or out of bounds throws InvalidFrameException, and that frame is dropped.
 internal ref struct HubPayloadReader(ReadOnlySpan<byte> payload)
 {
-    private readonly ReadOnlySpan<byte> _payload = payload;
-    private int _position;
+    private FrameReader _reader = FrameReader.ForPayload(payload, "hub payload");
 
-    public byte ReadByte() => Take(1)[0];
+    public byte ReadByte() => _reader.ReadByte();
 
-    public int ReadInt32() => BinaryPrimitives.ReadInt32LittleEndian(Take(4));
+    public int ReadInt32() => _reader.ReadInt32();
 
-    public byte[] ReadBytes() => Take(ReadLength()).ToArray();
+    public byte[] ReadBytes() => _reader.ReadPrefixedBytes().ToArray();
 
-    public string ReadString()
-    {
-        try
-        {
-            return Strict.GetString(Take(ReadLength()));
-        }
-        catch (DecoderFallbackException)
-        {
-            throw new InvalidFrameException("hub payload text is not valid UTF-8");
-        }
-    }
+    public string ReadString() => _reader.ReadPrefixedString();
 
     public string[] ReadStrings()
     {
-        var count = ReadLength();
-        var values = new string[count];
-        for (var i = 0; i < count; i++)
+        var values = new string[_reader.ReadLength()];
+        for (var i = 0; i < values.Length; i++)
         {
             values[i] = ReadString();
         }
@@ -136,29 +128,4 @@ internal ref struct HubPayloadReader(ReadOnlySpan<byte> payload)
 
         return message;
     }
-
-    private int ReadLength()
-    {
-        var length = ReadInt32();
-        if (length < 0 || length > _payload.Length - _position)
-        {
-            throw new InvalidFrameException($"hub payload length {length} out of bounds");
-        }
-
-        return length;
-    }
-
-    private ReadOnlySpan<byte> Take(int count)
-    {
-        if (_payload.Length - _position < count)
-        {
-            throw new InvalidFrameException("hub payload is truncated");
-        }
-
-        var span = _payload.Slice(_position, count);
-        _position += count;
-        return span;
-    }
-
-    private static readonly UTF8Encoding Strict = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
 }

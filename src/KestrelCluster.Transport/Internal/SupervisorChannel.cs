@@ -74,11 +74,8 @@ internal sealed class SupervisorChannel : IAsyncDisposable
         _pendingBinds[requestId] = completion;
         try
         {
-            Span<byte> buffer = stackalloc byte[FrameLimits.MaxFrameSize];
-            var writer = new FrameWriter(buffer, FrameType.Bind);
-            writer.WriteInt32(requestId);
-            writer.WriteString(EndpointText.Format(endPoint));
-            Send(writer.Written);
+            Span<byte> buffer = stackalloc byte[BindFrame.MaxSize];
+            Send(BindFrame.Write(buffer, requestId, EndpointText.Format(endPoint)));
 
             if (_closed)
             {
@@ -102,16 +99,13 @@ internal sealed class SupervisorChannel : IAsyncDisposable
 
     public async ValueTask SendMessageAsync(int target, byte[] json, CancellationToken cancellationToken)
     {
-        if (json.Length > FrameLimits.MaxMessageBytes)
+        if (json.Length > MessageFrame.MaxJsonBytes)
         {
-            throw new ArgumentException($"A cluster message can hold at most {FrameLimits.MaxMessageBytes} bytes of JSON; this one has {json.Length}.", nameof(json));
+            throw new ArgumentException($"A cluster message can hold at most {MessageFrame.MaxJsonBytes} bytes of JSON; this one has {json.Length}.", nameof(json));
         }
 
         await EnsureConnectedAsync(cancellationToken).ConfigureAwait(false);
-        var frame = new byte[json.Length + 5];
-        var writer = new FrameWriter(frame, FrameType.Message);
-        writer.WriteInt32(target);
-        json.CopyTo(frame, writer.Position);
+        var frame = MessageFrame.Write(new byte[MessageFrame.SizeFor(json.Length)], target, json);
         if (_closed)
         {
             throw SupervisorGone();
@@ -126,24 +120,22 @@ internal sealed class SupervisorChannel : IAsyncDisposable
     /// <summary>Sends one backplane frame to every other worker (target -2) or to one, by the relay id it came from.</summary>
     public async ValueTask SendHubAsync(int target, ReadOnlyMemory<byte> payload, CancellationToken cancellationToken)
     {
-        if (payload.Length > HubFrameLimits.MaxPayloadBytes)
+        if (payload.Length > HubFrame.MaxPayloadBytes)
         {
-            throw new InvalidOperationException($"A SignalR message relayed to the other workers can hold at most {HubFrameLimits.MaxPayloadBytes} bytes in all its hub protocols; this one has {payload.Length}.");
+            throw new InvalidOperationException($"A SignalR message relayed to the other workers can hold at most {HubFrame.MaxPayloadBytes} bytes in all its hub protocols; this one has {payload.Length}.");
         }
 
         await EnsureConnectedAsync(cancellationToken).ConfigureAwait(false);
-        var frame = System.Buffers.ArrayPool<byte>.Shared.Rent(payload.Length + 5);
+        var frame = System.Buffers.ArrayPool<byte>.Shared.Rent(HubFrame.SizeFor(payload.Length));
         try
         {
-            var writer = new FrameWriter(frame, FrameType.Hub);
-            writer.WriteInt32(target);
-            payload.Span.CopyTo(frame.AsSpan(writer.Position));
+            var written = HubFrame.Write(frame, target, payload.Span);
             if (_closed)
             {
                 throw SupervisorGone();
             }
 
-            Send(frame.AsSpan(0, payload.Length + 5));
+            Send(written);
         }
         finally
         {
@@ -160,23 +152,15 @@ internal sealed class SupervisorChannel : IAsyncDisposable
             return;
         }
 
-        Span<byte> buffer = stackalloc byte[8];
-        var writer = new FrameWriter(buffer, FrameType.Unbind);
-        writer.WriteInt32(listener.ListenerId);
-        TrySendQuietly(writer.Written);
+        Span<byte> buffer = stackalloc byte[UnbindFrame.Size];
+        TrySendQuietly(UnbindFrame.Write(buffer, listener.ListenerId));
     }
 
     public async Task ReportReadyAsync(WorkerFeatures features, CancellationToken cancellationToken)
     {
         await EnsureConnectedAsync(cancellationToken).ConfigureAwait(false);
-        Span<byte> buffer = stackalloc byte[2];
-        var writer = new FrameWriter(buffer, FrameType.Ready);
-        if (SupervisorReadsFeatures)
-        {
-            writer.WriteByte((byte)features);
-        }
-
-        TrySendQuietly(writer.Written);
+        Span<byte> buffer = stackalloc byte[ReadyFrame.MaxSize];
+        TrySendQuietly(ReadyFrame.Write(buffer, SupervisorReadsFeatures ? features : null));
         ClusterTransportLog.ReportedReady(_logger, WorkerId, Generation);
     }
 
@@ -191,16 +175,8 @@ internal sealed class SupervisorChannel : IAsyncDisposable
             return;
         }
 
-        Span<byte> buffer = stackalloc byte[3 + (sequences.Length * 9)];
-        var writer = new FrameWriter(buffer, FrameType.Acks);
-        writer.WriteUInt16((ushort)sequences.Length);
-        foreach (var sequence in sequences)
-        {
-            writer.WriteInt64(sequence);
-            writer.WriteByte(accepted ? (byte)1 : (byte)0);
-        }
-
-        TrySendQuietly(writer.Written);
+        Span<byte> buffer = stackalloc byte[AcksFrame.SizeFor(sequences.Length)];
+        TrySendQuietly(AcksFrame.Write(buffer, sequences, accepted));
     }
 
     public void TrackConnection(ConnectionContext connection) => _drain.Track(connection);
@@ -222,10 +198,8 @@ internal sealed class SupervisorChannel : IAsyncDisposable
     private void SendStatus()
     {
         Volatile.Write(ref _statusPending, 0);
-        Span<byte> buffer = stackalloc byte[5];
-        var writer = new FrameWriter(buffer, FrameType.Status);
-        writer.WriteInt32(_drain.OpenConnections);
-        TrySendQuietly(writer.Written);
+        Span<byte> buffer = stackalloc byte[StatusFrame.Size];
+        TrySendQuietly(StatusFrame.Write(buffer, _drain.OpenConnections));
     }
 
     private async Task EnsureConnectedAsync(CancellationToken cancellationToken)
@@ -272,11 +246,8 @@ internal sealed class SupervisorChannel : IAsyncDisposable
 
     private void SendHello(ChannelSocket socket)
     {
-        Span<byte> buffer = stackalloc byte[FrameLimits.MaxFrameSize];
-        var writer = new FrameWriter(buffer, FrameType.Hello);
-        writer.WriteInt32(Environment.ProcessId);
-        writer.WriteString(_token);
-        socket.Send(writer.Written);
+        Span<byte> buffer = stackalloc byte[HelloFrame.MaxSize];
+        socket.Send(HelloFrame.Write(buffer, Environment.ProcessId, _token));
     }
 
     private async Task ReceiveWelcomeAsync(ChannelSocket socket, CancellationToken cancellationToken)
@@ -290,15 +261,7 @@ internal sealed class SupervisorChannel : IAsyncDisposable
             throw new InvalidFrameException("the supervisor refused this worker (wrong token or user)");
         }
 
-        var reader = new FrameReader(buffer.AsSpan(0, length));
-        if (reader.Type != FrameType.Welcome)
-        {
-            throw new InvalidFrameException($"expected Welcome, got {reader.Type}");
-        }
-
-        WorkerId = reader.ReadInt32();
-        Generation = reader.ReadInt32();
-        reader.EnsureEnd();
+        (WorkerId, Generation) = WelcomeFrame.Read(buffer.AsSpan(0, length));
     }
 
     private async Task ReceiveLoopAsync()
@@ -344,35 +307,34 @@ internal sealed class SupervisorChannel : IAsyncDisposable
 
     private void Handle(ReadOnlySpan<byte> frame, ReadOnlySpan<int> fds, bool fdsTruncated)
     {
-        var reader = new FrameReader(frame);
-        if (reader.Type is not (FrameType.Connections or FrameType.BindResult) && !fds.IsEmpty
-            || reader.Type == FrameType.BindResult && fds.Length > 1)
+        // Never empty: ChannelSocket reports an empty message as the end of the stream.
+        var type = FrameReader.TypeOf(frame);
+
+        if (type is not (FrameType.Connections or FrameType.BindResult) && !fds.IsEmpty
+            || type == FrameType.BindResult && fds.Length > 1)
         {
             ChannelSocket.CloseAll(fds);
-            throw new InvalidFrameException($"{reader.Type} frame carried file descriptors");
+            throw new InvalidFrameException($"{type} frame carried file descriptors");
         }
 
-        if (fdsTruncated && reader.Type != FrameType.Connections)
+        if (fdsTruncated && type != FrameType.Connections)
         {
             // A shared listening socket that could not be installed: that bind cannot be served.
             ChannelSocket.CloseAll(fds);
-            throw new InvalidFrameException($"{reader.Type} frame lost its file descriptor at this process's fd limit");
+            throw new InvalidFrameException($"{type} frame lost its file descriptor at this process's fd limit");
         }
 
-        switch (reader.Type)
+        switch (type)
         {
             case FrameType.Connections:
-                HandleConnections(ref reader, fds, fdsTruncated);
+                HandleConnections(frame, fds, fdsTruncated);
                 break;
             case FrameType.BindResult:
                 // --balance shared: the listening socket itself rides along.
                 var listenFd = fds.IsEmpty ? -1 : fds[0];
                 try
                 {
-                    var requestId = reader.ReadInt32();
-                    var listenerId = reader.ReadInt32();
-                    var error = (SocketError)reader.ReadInt32();
-                    var text = reader.ReadRemainingString();
+                    var (requestId, listenerId, error, text) = BindResultFrame.Read(frame);
                     if (_pendingBinds.TryRemove(requestId, out var completion) && completion.TrySetResult(new BindResult(listenerId, error, text, listenFd)))
                     {
                         listenFd = -1;
@@ -388,8 +350,7 @@ internal sealed class SupervisorChannel : IAsyncDisposable
 
                 break;
             case FrameType.Message:
-                var sender = reader.ReadInt32();
-                var payload = frame[5..];
+                var sender = MessageFrame.Read(frame, out var payload);
                 try
                 {
                     using var document = System.Text.Json.JsonDocument.Parse(payload.ToArray());
@@ -402,24 +363,25 @@ internal sealed class SupervisorChannel : IAsyncDisposable
 
                 break;
             case FrameType.Hub:
-                var hubSender = reader.ReadInt32();
-                HubFrameReceived?.Invoke(hubSender, frame[5..]);
+                var hubSender = HubFrame.Read(frame, out var hubPayload);
+                HubFrameReceived?.Invoke(hubSender, hubPayload);
                 break;
             case FrameType.Stop:
                 ClusterTransportLog.StopRequested(_logger);
                 _drain.Begin();
                 break;
             default:
-                throw new InvalidFrameException($"unexpected {reader.Type} frame from the supervisor");
+                throw new InvalidFrameException($"unexpected {type} frame from the supervisor");
         }
     }
 
-    private void HandleConnections(ref FrameReader reader, ReadOnlySpan<int> fds, bool fdsTruncated)
+    private void HandleConnections(ReadOnlySpan<byte> frame, ReadOnlySpan<int> fds, bool fdsTruncated)
     {
+        FrameReader reader;
         int count;
         try
         {
-            count = reader.ReadByte();
+            reader = ConnectionsFrame.Read(frame, out count);
             if (fdsTruncated ? count < fds.Length : count != fds.Length)
             {
                 throw new InvalidFrameException($"Connections frame names {count} connections but carries {fds.Length} fds");
@@ -440,8 +402,7 @@ internal sealed class SupervisorChannel : IAsyncDisposable
         {
             for (; i < count; i++)
             {
-                var listenerId = reader.ReadInt32();
-                var sequence = reader.ReadInt64();
+                var (listenerId, sequence) = ConnectionsFrame.Next(ref reader);
                 if (i >= fds.Length)
                 {
                     // Its fd was never installed here; the supervisor still holds the socket and passes it on.

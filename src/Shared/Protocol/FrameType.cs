@@ -1,6 +1,7 @@
 namespace KestrelCluster.Protocol;
 
-// One SOCK_SEQPACKET message is one frame: a type byte, then the payload (little-endian).
+// One SOCK_SEQPACKET message is one frame: a type byte, then the payload (little-endian). Each type's
+// encode and decode live in one <Type>Frame class (HandshakeFrames, BindFrames, ConnectionFrames, RelayFrames).
 // Values are part of the wire format between supervisor and worker: never renumber.
 internal enum FrameType : byte
 {
@@ -49,18 +50,9 @@ internal static class MessageTargets
     public const int OtherWorkers = -2;
 }
 
-internal static class HubFrameLimits
-{
-    // A Hub frame's payload, after the type and the target.
-    internal const int MaxPayloadBytes = FrameLimits.MaxFrameSize - 5;
-}
-
 internal static class FrameLimits
 {
     // Bounds a peer cannot exceed without being dropped.
     internal const int MaxFrameSize = 64 * 1024;
     internal const int MaxFdsPerFrame = 16;
-    internal const int MaxAcksPerFrame = 1024;
-    // A Message frame's JSON, leaving room for the type and target.
-    internal const int MaxMessageBytes = MaxFrameSize - 16;
 }

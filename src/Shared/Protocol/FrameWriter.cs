@@ -3,7 +3,8 @@ using System.Text;
 
 namespace KestrelCluster.Protocol;
 
-// Writes one frame into a caller-owned buffer (stackalloc on the hot path: no allocation per connection).
+// Writes one frame (or a payload inside one) into a caller-owned buffer: stackalloc on the hot path, no allocation
+// per connection. The one way the repo writes an integer, a string or a blob (PrefixedSize sizes a buffer for one).
 internal ref struct FrameWriter
 {
     private readonly Span<byte> _buffer;
@@ -16,7 +17,19 @@ internal ref struct FrameWriter
         _position = 1;
     }
 
+    // Bytes with no type byte of their own (a payload carried inside a frame).
+    public FrameWriter(Span<byte> buffer)
+    {
+        _buffer = buffer;
+    }
+
     public readonly ReadOnlySpan<byte> Written => _buffer[.._position];
+
+    public readonly int Position => _position;
+
+    public static int PrefixedSize(int length) => sizeof(int) + length;
+
+    public static int PrefixedSize(string value) => PrefixedSize(Encoding.UTF8.GetByteCount(value));
 
     public void WriteByte(byte value) => _buffer[_position++] = value;
 
@@ -38,10 +51,30 @@ internal ref struct FrameWriter
         _position += 8;
     }
 
-    public void WriteString(string value) => _position += Encoding.UTF8.GetBytes(value, _buffer[_position..]);
+    /// <summary>A length (i32) and the bytes: read back by FrameReader.ReadPrefixedBytes.</summary>
+    public void WritePrefixedBytes(ReadOnlySpan<byte> value)
+    {
+        WriteInt32(value.Length);
+        WriteRemaining(value);
+    }
 
-    // Patches a byte written earlier (a count known only at the end).
-    public readonly void SetByteAt(int offset, byte value) => _buffer[offset] = value;
+    /// <summary>A length (i32) and the UTF-8: read back by FrameReader.ReadPrefixedString.</summary>
+    public void WritePrefixedString(string value)
+    {
+        var lengthAt = _position;
+        _position += sizeof(int);
+        var length = Encoding.UTF8.GetBytes(value, _buffer[_position..]);
+        BinaryPrimitives.WriteInt32LittleEndian(_buffer[lengthAt..], length);
+        _position += length;
+    }
 
-    public readonly int Position => _position;
+    /// <summary>The frame's last field, unprefixed: read back by FrameReader.ReadRemaining.</summary>
+    public void WriteRemaining(ReadOnlySpan<byte> value)
+    {
+        value.CopyTo(_buffer[_position..]);
+        _position += value.Length;
+    }
+
+    /// <summary>The frame's last field as UTF-8, unprefixed: read back by FrameReader.ReadRemainingString.</summary>
+    public void WriteRemainingString(string value) => _position += Encoding.UTF8.GetBytes(value, _buffer[_position..]);
 }

@@ -1,8 +1,6 @@
-using System.Buffers.Binary;
 using System.Net;
 using System.Net.Sockets;
 using System.Security.Cryptography;
-using System.Text;
 using System.Text.RegularExpressions;
 using KestrelCluster.Protocol;
 using KestrelCluster.Tests.Infrastructure;
@@ -159,17 +157,7 @@ public sealed partial class BadInputTests(ITestOutputHelper output)
         }
     }
 
-    // Hello: type byte 1, pid (int32 little-endian), token (UTF-8, the rest of the frame).
-    private static byte[] Hello(int pid, string token) => Frame(pid, Encoding.UTF8.GetBytes(token));
-
-    private static byte[] Frame(int pid, byte[] tokenBytes)
-    {
-        var frame = new byte[1 + 4 + tokenBytes.Length];
-        frame[0] = (byte)FrameType.Hello;
-        BinaryPrimitives.WriteInt32LittleEndian(frame.AsSpan(1), pid);
-        tokenBytes.CopyTo(frame.AsSpan(5));
-        return frame;
-    }
+    private static byte[] Hello(int pid, string token) => ChannelPeer.Hello(pid, token);
 
     private static void SendGarbage(Socket peer, string kind)
     {
@@ -184,16 +172,14 @@ public sealed partial class BadInputTests(ITestOutputHelper output)
                 peer.Send(Array.Empty<byte>());
                 break;
             case "70 KB frame":
-                var huge = new byte[70 * 1024];
-                huge[0] = (byte)FrameType.Hello;
-                huge.AsSpan(5).Fill((byte)'a');
-                peer.Send(huge);
+                peer.Send(Hello(0, new string('a', (70 * 1024) - HelloFrame.HeaderSize)));
                 break;
             case "truncated hello":
                 peer.Send([(byte)FrameType.Hello, 0x01, 0x02]);
                 break;
             case "hello with invalid UTF-8":
-                peer.Send(Frame(Environment.ProcessId, [0xC3, 0x28, 0xFF, 0xFE]));
+                // The token is the rest of the frame: raw bytes after an empty one.
+                peer.Send([.. Hello(Environment.ProcessId, ""), 0xC3, 0x28, 0xFF, 0xFE]);
                 break;
             case "hello carrying an fd":
                 using (var passed = File.OpenHandle("/dev/null"))
@@ -204,7 +190,7 @@ public sealed partial class BadInputTests(ITestOutputHelper output)
 
                 break;
             case "acks before hello":
-                peer.Send([(byte)FrameType.Acks, 0x01, 0x00, 1, 0, 0, 0, 0, 0, 0, 0, 1]);
+                peer.Send(AcksFrame.Write(new byte[AcksFrame.SizeFor(1)], [1], accepted: true));
                 break;
             default:
                 throw new ArgumentOutOfRangeException(nameof(kind), kind, null);

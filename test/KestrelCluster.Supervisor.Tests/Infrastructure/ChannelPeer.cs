@@ -1,7 +1,5 @@
-using System.Buffers.Binary;
 using System.Diagnostics;
 using System.Net.Sockets;
-using System.Text;
 using KestrelCluster.Protocol;
 
 namespace KestrelCluster.Tests.Infrastructure;
@@ -26,16 +24,8 @@ internal static class ChannelPeer
         }
     }
 
-    // Hello: type byte 1, pid (int32 little-endian), token (UTF-8, the rest of the frame).
-    public static byte[] Hello(int pid, string token)
-    {
-        var tokenBytes = Encoding.UTF8.GetBytes(token);
-        var frame = new byte[1 + 4 + tokenBytes.Length];
-        frame[0] = (byte)FrameType.Hello;
-        BinaryPrimitives.WriteInt32LittleEndian(frame.AsSpan(1), pid);
-        tokenBytes.CopyTo(frame.AsSpan(5));
-        return frame;
-    }
+    // Sized to the token, so a test can also build one larger than a frame may be.
+    public static byte[] Hello(int pid, string token) => HelloFrame.Write(new byte[HelloFrame.SizeFor(token)], pid, token).ToArray();
 
     /// <summary>True when the other end closed (end of stream or reset) within the timeout; false if it is still open.</summary>
     public static async Task<bool> WaitClosedAsync(Socket peer, TimeSpan timeout)

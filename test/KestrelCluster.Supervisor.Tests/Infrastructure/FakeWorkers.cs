@@ -99,8 +99,8 @@ internal sealed class FakeWorker(WorkerLaunch launch, Action<int> exited) : IWor
         await _channel.SendAsync(ChannelPeer.Hello(Environment.ProcessId, Launch.Token));
         var buffer = new byte[FrameLimits.MaxFrameSize];
         var received = await _channel.ReceiveAsync(buffer).WaitAsync(TimeSpan.FromSeconds(10));
-        Assert.True(received > 0 && buffer[0] == (byte)FrameType.Welcome, "the supervisor did not welcome the worker");
-        await _channel.SendAsync(new[] { (byte)FrameType.Ready });
+        Assert.True(received > 0 && FrameReader.TypeOf(buffer.AsSpan(0, received)) == FrameType.Welcome, "the supervisor did not welcome the worker");
+        await _channel.SendAsync(ReadyFrame.Write(new byte[ReadyFrame.MaxSize], features: null).ToArray());
     }
 
     /// <summary>The process ends with this code (137 = SIGKILL); the supervisor hears of it once.</summary>

@@ -1,4 +1,3 @@
-using System.Buffers.Binary;
 using System.Text;
 using KestrelCluster.Protocol;
 
@@ -22,9 +21,9 @@ internal sealed class FrameFuzzer(int seed)
         8 => WithText(FrameType.Message, _random.Next(3) switch { 0 => MessageTargets.Supervisor, 1 => MessageTargets.OtherWorkers, _ => _random.Next() }, RandomText()),
         0 => Acks(),
         1 => WithText(FrameType.Bind, _random.Next(), RandomText()),
-        2 => Int32Frame(FrameType.Status, _random.Next(4) == 0 ? _random.Next(int.MinValue, 0) : _random.Next(1000)),
-        3 => [(byte)FrameType.Ready],
-        4 => Int32Frame(FrameType.Unbind, _random.Next(4) == 0 ? _random.Next() : _random.Next(-2, 70)),
+        2 => StatusFrame.Write(new byte[StatusFrame.Size], _random.Next(4) == 0 ? _random.Next(int.MinValue, 0) : _random.Next(1000)).ToArray(),
+        3 => ReadyFrame.Write(new byte[ReadyFrame.MaxSize], features: null).ToArray(),
+        4 => UnbindFrame.Write(new byte[UnbindFrame.Size], _random.Next(4) == 0 ? _random.Next() : _random.Next(-2, 70)).ToArray(),
         5 => WithText(FrameType.Hello, _random.Next(), RandomText()),
         6 => [(byte)_random.Next(12, 256)],
         _ => Noise(_random.Next(0, 64)),
@@ -57,31 +56,38 @@ internal sealed class FrameFuzzer(int seed)
         return _random.Next(3) == 0 ? Encoding.UTF8.GetBytes(text) : Mutate(Encoding.UTF8.GetBytes(text));
     }
 
+    // The Acks layout field by field, since AcksFrame.Write cannot name a count other than its entries' or a value other than 0 or 1.
     private byte[] Acks()
     {
         var count = _random.Next(4) == 0 ? _random.Next(0, ushort.MaxValue + 1) : _random.Next(0, 5);
         var entries = Math.Min(count, 200);
-        var frame = new byte[3 + (entries * 9)];
-        frame[0] = (byte)FrameType.Acks;
-        BinaryPrimitives.WriteUInt16LittleEndian(frame.AsSpan(1), (ushort)count);
+        var frame = new byte[AcksFrame.SizeFor(entries)];
+        var writer = new FrameWriter(frame, FrameType.Acks);
+        writer.WriteUInt16((ushort)count);
         for (var i = 0; i < entries; i++)
         {
-            BinaryPrimitives.WriteInt64LittleEndian(frame.AsSpan(3 + (i * 9)), _random.Next(4) == 0 ? _random.NextInt64() : _random.Next(-1, 100));
-            frame[3 + (i * 9) + 8] = (byte)(_random.Next(3) == 0 ? _random.Next(256) : _random.Next(2));
+            writer.WriteInt64(_random.Next(4) == 0 ? _random.NextInt64() : _random.Next(-1, 100));
+            writer.WriteByte((byte)(_random.Next(3) == 0 ? _random.Next(256) : _random.Next(2)));
         }
 
         return frame;
     }
 
-    private static byte[] Int32Frame(FrameType type, int value)
+    // An i32 then raw bytes to the end: the layout of Hello, Bind and Message, with text that need not be UTF-8.
+    private static byte[] WithText(FrameType type, int value, byte[] text)
     {
-        var frame = new byte[5];
-        frame[0] = (byte)type;
-        BinaryPrimitives.WriteInt32LittleEndian(frame.AsSpan(1), value);
+        var header = type switch
+        {
+            FrameType.Hello => HelloFrame.HeaderSize,
+            FrameType.Bind => BindFrame.HeaderSize,
+            _ => MessageFrame.HeaderSize,
+        };
+        var frame = new byte[header + text.Length];
+        var writer = new FrameWriter(frame, type);
+        writer.WriteInt32(value);
+        writer.WriteRemaining(text);
         return frame;
     }
-
-    private static byte[] WithText(FrameType type, int value, byte[] text) => [.. Int32Frame(type, value), .. text];
 
     private byte[] RandomText() => _random.Next(6) switch
     {

@@ -15,7 +15,9 @@ public sealed class FrameCodecTests
         writer.WriteUInt16(0xBEEF);
         writer.WriteInt32(-123456789);
         writer.WriteInt64(long.MinValue + 7);
-        writer.WriteString("127.0.0.1:5000 ✓");
+        writer.WritePrefixedString("hub ✓");
+        writer.WritePrefixedBytes([1, 2, 3]);
+        writer.WriteRemainingString("127.0.0.1:5000 ✓");
 
         var reader = new FrameReader(writer.Written);
         Assert.Equal(FrameType.BindResult, reader.Type);
@@ -23,6 +25,8 @@ public sealed class FrameCodecTests
         Assert.Equal(0xBEEF, reader.ReadUInt16());
         Assert.Equal(-123456789, reader.ReadInt32());
         Assert.Equal(long.MinValue + 7, reader.ReadInt64());
+        Assert.Equal("hub ✓", reader.ReadPrefixedString());
+        Assert.Equal(new byte[] { 1, 2, 3 }, reader.ReadPrefixedBytes().ToArray());
         Assert.Equal("127.0.0.1:5000 ✓", reader.ReadRemainingString());
         Assert.Equal(0, reader.Remaining);
         reader.EnsureEnd();
@@ -39,30 +43,24 @@ public sealed class FrameCodecTests
         Assert.Equal(5, writer.Position);
     }
 
+    // Was SetByteAt_CountPatchedAfterEntries_ReadsBackPatchedCount: the count is now written first, from the codec.
     [Fact]
-    public void SetByteAt_CountPatchedAfterEntries_ReadsBackPatchedCount()
+    public void ConnectionsFrame_CountThenEntries_ReadsBackEveryEntry()
     {
-        Span<byte> buffer = stackalloc byte[64];
-        var writer = new FrameWriter(buffer, FrameType.Connections);
-        var countOffset = writer.Position;
-        writer.WriteByte(0);
+        Span<byte> buffer = stackalloc byte[ConnectionsFrame.MaxSize];
+        var writer = ConnectionsFrame.Begin(buffer, 3);
         for (var i = 0; i < 3; i++)
         {
-            writer.WriteInt32(i);
-            writer.WriteInt64(100 + i);
+            ConnectionsFrame.Add(ref writer, i, 100 + i);
         }
 
-        writer.SetByteAt(countOffset, 3);
-
-        var reader = new FrameReader(writer.Written);
-        Assert.Equal(3, reader.ReadByte());
+        Assert.Equal(ConnectionsFrame.SizeFor(3), writer.Written.Length);
+        var reader = ConnectionsFrame.Read(writer.Written, out var count);
+        Assert.Equal(3, count);
         for (var i = 0; i < 3; i++)
         {
-            Assert.Equal(i, reader.ReadInt32());
-            Assert.Equal(100 + i, reader.ReadInt64());
+            Assert.Equal((i, 100L + i), ConnectionsFrame.Next(ref reader));
         }
-
-        reader.EnsureEnd();
     }
 
     [Fact]
@@ -89,8 +87,7 @@ public sealed class FrameCodecTests
     [InlineData(7, "int64")]
     public void Read_FieldPastTheEnd_ThrowsInvalidFrame(int payloadLength, string field)
     {
-        var frame = new byte[1 + payloadLength];
-        frame[0] = (byte)FrameType.Acks;
+        byte[] frame = [(byte)FrameType.Acks, .. new byte[payloadLength]];
 
         var ex = Assert.Throws<InvalidFrameException>(() =>
         {
@@ -159,9 +156,7 @@ public sealed class FrameCodecTests
     [InlineData(new byte[] { 0xC0, 0xAF })]
     public void ReadRemainingString_InvalidUtf8_ThrowsInvalidFrame(byte[] text)
     {
-        var frame = new byte[1 + text.Length];
-        frame[0] = (byte)FrameType.Bind;
-        text.CopyTo(frame, 1);
+        byte[] frame = [(byte)FrameType.Bind, .. text];
 
         var ex = Assert.Throws<InvalidFrameException>(() => new FrameReader(frame).ReadRemainingString());
         Assert.Contains("UTF-8", ex.Message);
@@ -189,8 +184,8 @@ public sealed class FrameCodecTests
     public void FrameType_WireValues_NeverRenumbered()
     {
         Assert.Equal(
-            new[] { 1, 2, 3, 4, 5, 6, 7, 8, 9 },
-            new[] { FrameType.Hello, FrameType.Welcome, FrameType.Bind, FrameType.BindResult, FrameType.Ready, FrameType.Connections, FrameType.Acks, FrameType.Unbind, FrameType.Stop }.Select(t => (int)t));
+            new[] { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12 },
+            new[] { FrameType.Hello, FrameType.Welcome, FrameType.Bind, FrameType.BindResult, FrameType.Ready, FrameType.Connections, FrameType.Acks, FrameType.Unbind, FrameType.Stop, FrameType.Status, FrameType.Message, FrameType.Hub }.Select(t => (int)t));
     }
 
     public static TheoryData<string> EndpointTexts =>

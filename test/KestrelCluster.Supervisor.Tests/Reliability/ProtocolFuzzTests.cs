@@ -42,7 +42,7 @@ public sealed class ProtocolFuzzTests(ITestOutputHelper output)
     public void ChannelServer_MalformedHellos_OnlyRejectedAsInvalidFrames()
     {
         var fuzzer = new FrameFuzzer(seed: 11);
-        var outcomes = Tally(fuzzer.NextHello, frame => ChannelServer.ParseHello(frame));
+        var outcomes = Tally(fuzzer.NextHello, frame => HelloFrame.Read(frame));
 
         AssertOnlyExpected(outcomes, "accepted", nameof(InvalidFrameException));
         Assert.True(outcomes.GetValueOrDefault(nameof(InvalidFrameException)) > 10_000);
@@ -64,7 +64,7 @@ public sealed class ProtocolFuzzTests(ITestOutputHelper output)
         var fuzzer = new FrameFuzzer(seed: 17);
         var outcomes = Tally(fuzzer.NextWorkerFrame, frame =>
         {
-            var text = System.Text.Encoding.UTF8.GetString(frame.AsSpan(Math.Min(frame.Length, 5)));
+            var text = System.Text.Encoding.UTF8.GetString(frame.AsSpan(Math.Min(frame.Length, BindFrame.HeaderSize)));
             EndpointText.TryParse(text, out _);
         });
 
@@ -80,7 +80,7 @@ public sealed class ProtocolFuzzTests(ITestOutputHelper output)
         using var session = NewSession(pair, handler);
         session.Start();
 
-        pair.Right.Send([(byte)FrameType.Bind, 1, 0, 0, 0, .. "127.0.0.1:0"u8]);
+        pair.Right.Send(BindFrame.Write(new byte[BindFrame.MaxSize], 1, "127.0.0.1:0"));
 
         var (reason, violation) = await handler.Closing.Task.WaitAsync(TimeSpan.FromSeconds(10));
         Assert.Contains("InvalidOperationException", reason);
