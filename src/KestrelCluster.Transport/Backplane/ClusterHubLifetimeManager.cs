@@ -110,30 +110,32 @@ internal sealed class ClusterHubLifetimeManager<THub> : HubLifetimeManager<THub>
     public override Task SendUsersAsync(IReadOnlyList<string> userIds, string methodName, object?[] args, CancellationToken cancellationToken = default)
         => SendAsync(methodName, args, HubCommand.Users, userIds, null, static (c, users, _) => c.UserIdentifier is { } user && users!.Contains(user), cancellationToken);
 
-    public override async Task AddToGroupAsync(string connectionId, string groupName, CancellationToken cancellationToken = default)
+    public override Task AddToGroupAsync(string connectionId, string groupName, CancellationToken cancellationToken = default)
+        => ChangeGroupAsync(connectionId, groupName, HubCommand.AddToGroup, cancellationToken);
+
+    public override Task RemoveFromGroupAsync(string connectionId, string groupName, CancellationToken cancellationToken = default)
+        => ChangeGroupAsync(connectionId, groupName, HubCommand.RemoveFromGroup, cancellationToken);
+
+    // A connection of this worker changes here; one of another worker is asked for, and answered by its worker.
+    private async Task ChangeGroupAsync(string connectionId, string groupName, HubCommand command, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(connectionId);
         ArgumentNullException.ThrowIfNull(groupName);
         if (_connections[connectionId] is { } connection)
         {
-            AddLocal(connection, groupName);
+            if (command == HubCommand.AddToGroup)
+            {
+                AddLocal(connection, groupName);
+            }
+            else
+            {
+                RemoveLocal(connection, groupName);
+            }
+
             return;
         }
 
-        await AskAndWaitAsync(HubCommand.AddToGroup, connectionId, groupName, cancellationToken).ConfigureAwait(false);
-    }
-
-    public override async Task RemoveFromGroupAsync(string connectionId, string groupName, CancellationToken cancellationToken = default)
-    {
-        ArgumentNullException.ThrowIfNull(connectionId);
-        ArgumentNullException.ThrowIfNull(groupName);
-        if (_connections[connectionId] is { } connection)
-        {
-            RemoveLocal(connection, groupName);
-            return;
-        }
-
-        await AskAndWaitAsync(HubCommand.RemoveFromGroup, connectionId, groupName, cancellationToken).ConfigureAwait(false);
+        await AskAndWaitAsync(command, connectionId, groupName, cancellationToken).ConfigureAwait(false);
     }
 
     public override async Task<T> InvokeConnectionAsync<T>(string connectionId, string methodName, object?[] args, CancellationToken cancellationToken)
