@@ -61,9 +61,10 @@ public sealed class DistributionTests(ITestOutputHelper output)
         var answers = await Task.WhenAll(client.GetStringAsync("/check"), client.GetStringAsync("/check"));
         stopwatch.Stop();
 
-        // Each /check holds its process for 3 s; one process would need 6 s for both.
+        // Each /check holds its process for 3 s: one after the other, the two take 6 s at the least, whatever the
+        // machine's speed. The bound is that logical one, not a latency target.
         Assert.All(answers, a => Assert.StartsWith("Checked by ", a));
         Assert.NotEqual(answers[0], answers[1]);
-        Assert.True(stopwatch.Elapsed < TimeSpan.FromSeconds(5.5), $"two /check took {stopwatch.Elapsed.TotalSeconds:0.0} s");
+        Assert.True(stopwatch.Elapsed < TimeSpan.FromSeconds(6), $"two /check took {stopwatch.Elapsed.TotalSeconds:0.0} s: one after the other");
     }
 }
