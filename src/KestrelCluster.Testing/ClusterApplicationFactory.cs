@@ -160,7 +160,7 @@ public class ClusterApplicationFactory<TEntryPoint> : IAsyncDisposable, IDisposa
         var workers = await CommandAsync(cluster.ListAsync(cancellationToken)).ConfigureAwait(false);
         var running = workers.Where(w => w.Id == id && w.State is InProcessWorkerState.Starting or InProcessWorkerState.Ready).MaxBy(w => w.Generation)
             ?? throw new ArgumentOutOfRangeException(nameof(id), id, $"no running worker {id}; workers: {string.Join(", ", workers.Select(ToPublic))}");
-        InProcessCluster.KillWorker(running);
+        ProcessSweeper.Kill(running.Pid);
         var target = ToPublic(running);
 
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);

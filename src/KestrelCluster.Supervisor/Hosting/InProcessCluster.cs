@@ -1,3 +1,4 @@
+using KestrelCluster.Protocol;
 using KestrelCluster.Supervisor.Cli;
 using KestrelCluster.Supervisor.Control;
 using KestrelCluster.Supervisor.Runtime;
@@ -21,7 +22,10 @@ internal sealed class InProcessCluster : IAsyncDisposable
     /// <summary>The run's exit code (0 after a clean stop), once every worker is gone.</summary>
     public Task<int> Completion => _host.Completion;
 
-    /// <summary>Every worker process has it in <c>KESTREL_CLUSTER_CHANNEL</c>: it finds them, whatever their pid.</summary>
+    /// <summary>The variable every worker process has <see cref="ChannelSocketPath"/> in.</summary>
+    public const string ChannelVariable = ClusterEnvironment.Channel;
+
+    /// <summary>Every worker process has it in <see cref="ChannelVariable"/>: it finds them, whatever their pid.</summary>
     public string ChannelSocketPath => _host.ChannelSocketPath;
 
     /// <summary>The addresses the supervisor bound for the workers, e.g. <c>127.0.0.1:41234</c>.</summary>
@@ -66,26 +70,6 @@ internal sealed class InProcessCluster : IAsyncDisposable
 
     /// <summary>Scales to <paramref name="workers"/> workers. Throws <see cref="InProcessClusterException"/> if the supervisor refused.</summary>
     public Task ScaleAsync(int workers, CancellationToken cancellationToken) => SendAsync(new ControlRequest(ControlCommands.Scale, workers), cancellationToken);
-
-    /// <summary>SIGKILLs a worker process, as a crash would; the supervisor sees it exit and restarts its slot.</summary>
-    public static void KillWorker(InProcessWorker worker)
-    {
-        ArgumentNullException.ThrowIfNull(worker);
-        if (worker.Pid <= 0)
-        {
-            return;
-        }
-
-        try
-        {
-            using var process = System.Diagnostics.Process.GetProcessById(worker.Pid);
-            process.Kill();
-        }
-        catch (Exception ex) when (ex is ArgumentException or InvalidOperationException or System.ComponentModel.Win32Exception)
-        {
-            // already gone
-        }
-    }
 
     /// <summary>Stops gracefully (drain up to the kill timeout, then kill) and waits until every worker is gone.</summary>
     public ValueTask DisposeAsync() => _host.DisposeAsync();

@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Text;
+using KestrelCluster.Supervisor.Hosting;
 
 namespace KestrelCluster.Testing.Internal;
 
@@ -50,7 +51,7 @@ internal static class ProcessSweeper
 
     public static IReadOnlyList<int> Find(string channelPath)
     {
-        var needle = Encoding.UTF8.GetBytes($"KESTREL_CLUSTER_CHANNEL={channelPath}\0");
+        var needle = Encoding.UTF8.GetBytes($"{InProcessCluster.ChannelVariable}={channelPath}\0");
         var found = new List<int>();
         foreach (var directory in Directory.EnumerateDirectories("/proc"))
         {
@@ -91,6 +92,12 @@ internal static class ProcessSweeper
 
     public static void Kill(int pid)
     {
+        if (pid <= 0)
+        {
+            // a slot with no process yet
+            return;
+        }
+
         try
         {
             using var process = System.Diagnostics.Process.GetProcessById(pid);
