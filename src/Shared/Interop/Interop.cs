@@ -55,4 +55,18 @@ internal static unsafe partial class Libc
     internal static int ControlMessageLength(int dataLength) => sizeof(ControlMessageHeader) + dataLength;
 
     internal static int ControlMessageSpace(int dataLength) => sizeof(ControlMessageHeader) + ((dataLength + 7) & ~7);
+
+    // Puts fds in one SCM_RIGHTS control message of `header`; `control` holds ControlMessageSpace(fds × 4) bytes.
+    internal static void AttachRights(MessageHeader* header, byte* control, ReadOnlySpan<int> fds)
+    {
+        var controlLength = ControlMessageSpace(fds.Length * sizeof(int));
+        new Span<byte>(control, controlLength).Clear();
+        var cmsg = (ControlMessageHeader*)control;
+        cmsg->Length = (nuint)ControlMessageLength(fds.Length * sizeof(int));
+        cmsg->Level = SOL_SOCKET;
+        cmsg->Type = SCM_RIGHTS;
+        fds.CopyTo(new Span<int>(control + sizeof(ControlMessageHeader), fds.Length));
+        header->Control = control;
+        header->ControlLength = (nuint)controlLength;
+    }
 }

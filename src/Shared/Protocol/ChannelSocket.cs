@@ -52,14 +52,7 @@ internal sealed unsafe class ChannelSocket : IDisposable
                 var header = new Libc.MessageHeader { Iov = &iov, IovLength = 1 };
                 if (!fds.IsEmpty)
                 {
-                    new Span<byte>(control, controlLength).Clear();
-                    var cmsg = (Libc.ControlMessageHeader*)control;
-                    cmsg->Length = (nuint)Libc.ControlMessageLength(fds.Length * sizeof(int));
-                    cmsg->Level = Libc.SOL_SOCKET;
-                    cmsg->Type = Libc.SCM_RIGHTS;
-                    fds.CopyTo(new Span<int>(control + sizeof(Libc.ControlMessageHeader), fds.Length));
-                    header.Control = control;
-                    header.ControlLength = (nuint)controlLength;
+                    Libc.AttachRights(&header, control, fds);
                 }
 
                 while (true)

@@ -160,14 +160,7 @@ public sealed class ProtocolFuzzTests(ITestOutputHelper output)
             var header = new Libc.MessageHeader { Iov = &iov, IovLength = 1 };
             if (fds.Length > 0)
             {
-                new Span<byte>(control, controlLength).Clear();
-                var cmsg = (Libc.ControlMessageHeader*)control;
-                cmsg->Length = (nuint)Libc.ControlMessageLength(fds.Length * sizeof(int));
-                cmsg->Level = Libc.SOL_SOCKET;
-                cmsg->Type = Libc.SCM_RIGHTS;
-                fds.CopyTo(new Span<int>(control + sizeof(Libc.ControlMessageHeader), fds.Length));
-                header.Control = control;
-                header.ControlLength = (nuint)controlLength;
+                Libc.AttachRights(&header, control, fds);
             }
 
             return Libc.SendMsg(socket.SafeHandle.DangerousGetHandle(), &header, Libc.MSG_NOSIGNAL) >= 0 ? 0 : Errno.Last;
