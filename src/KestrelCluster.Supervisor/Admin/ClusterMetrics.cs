@@ -24,14 +24,15 @@ internal sealed class ClusterMetrics : IDisposable
     private static readonly string[] States = ["pending", "starting", "failing", "ready", "draining"];
 
     private readonly Meter _meter = new(MeterName);
-    private readonly PrometheusExporter _exporter;
+    // Only with --admin-urls: its listener costs every handoff a measurement callback.
+    private readonly PrometheusExporter? _exporter;
     private readonly Dispatcher _dispatcher;
     private readonly Histogram<double> _handoff;
     private long _acceptedBySupervisor;
     private long _restarts;
     private volatile IReadOnlyList<WorkerMetrics> _workers = [];
 
-    public ClusterMetrics(Dispatcher dispatcher)
+    public ClusterMetrics(Dispatcher dispatcher, bool prometheus = true)
     {
         _dispatcher = dispatcher;
         _meter.CreateObservableCounter("kestrel_cluster.accepted_connections", () => Volatile.Read(ref _acceptedBySupervisor), "{connection}", "Connections accepted by the supervisor");
@@ -46,7 +47,7 @@ internal sealed class ClusterMetrics : IDisposable
         _meter.CreateObservableCounter("kestrel_cluster.worker.accepted_connections", AcceptedPerWorker, "{connection}", "Connections a worker accepted");
         _meter.CreateObservableGauge("kestrel_cluster.generation", () => Generation(), "{generation}", "The generation new workers start with");
         _handoff = _meter.CreateHistogram("kestrel_cluster.handoff.duration", "s", "From accept to the worker's acknowledgement", tags: null, new InstrumentAdvice<double> { HistogramBucketBoundaries = HandoffBuckets });
-        _exporter = new PrometheusExporter(_meter);
+        _exporter = prometheus ? new PrometheusExporter(_meter) : null;
         dispatcher.HandoffCompleted = RecordHandoff;
     }
 
@@ -66,7 +67,7 @@ internal sealed class ClusterMetrics : IDisposable
     public void Publish(IReadOnlyList<WorkerMetrics> workers) => _workers = workers;
 
     /// <summary>Prometheus text exposition format 0.0.4, read from the instruments above.</summary>
-    public string ToPrometheusText() => _exporter.Scrape();
+    public string ToPrometheusText() => (_exporter ?? throw new InvalidOperationException("metrics were created without Prometheus export")).Scrape();
 
     private void RecordHandoff(long acceptedTimestamp) => _handoff.Record(Stopwatch.GetElapsedTime(acceptedTimestamp).TotalSeconds);
 
@@ -100,7 +101,7 @@ internal sealed class ClusterMetrics : IDisposable
 
     public void Dispose()
     {
-        _exporter.Dispose();
+        _exporter?.Dispose();
         _meter.Dispose();
     }
 }

@@ -109,7 +109,7 @@ internal sealed partial class ClusterSupervisor : IWorkerSessionHandler, IDispos
             maxWait: options.ReadyTimeout,
             window: options.Balance == BalanceMode.Sticky ? Dispatcher.StickyWindow : Dispatcher.DefaultWindow,
             balance: options.Balance);
-        _metrics = new ClusterMetrics(_dispatcher);
+        _metrics = new ClusterMetrics(_dispatcher, prometheus: options.AdminUrls is not null);
         _affinity = new AffinityRouter(_dispatcher, clientKeys: options.Balance == BalanceMode.Sticky);
         _onAccepted = options.Balance switch
             {
