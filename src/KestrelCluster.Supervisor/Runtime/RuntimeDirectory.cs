@@ -1,7 +1,6 @@
 using System.Globalization;
 using System.Net.Sockets;
 using KestrelCluster.Interop;
-using KestrelCluster.Supervisor.Cli;
 
 namespace KestrelCluster.Supervisor.Runtime;
 
@@ -107,8 +106,8 @@ internal sealed class RuntimeDirectory : IDisposable
         var directory = new RuntimeDirectory(path, controlGroup);
         if (directory.ChannelSocketPath.Length > MaxSocketPathLength)
         {
-            // Bad input: a shorter --name fixes it.
-            throw new CommandLineException($"the runtime folder {path} is too long for a Unix socket path; use a shorter --name or XDG_RUNTIME_DIR.");
+            // A shorter --name fixes it; the same exit code as bad input (Program).
+            throw new RuntimeFolderException($"the runtime folder {path} is too long for a Unix socket path; use a shorter --name or XDG_RUNTIME_DIR.");
         }
 
         if (File.Exists(directory.ChannelSocketPath))
