@@ -65,16 +65,14 @@ internal sealed class SupervisorEnd : IAsyncDisposable
     /// <summary>One Connections frame (at most 16): each fd with its sequence number, all for one listener.</summary>
     public void Pass(int listenerId, IReadOnlyList<(long Sequence, int Fd)> connections)
     {
-        var frame = new byte[2 + (connections.Count * 12)];
-        var writer = new FrameWriter(frame, FrameType.Connections);
-        writer.WriteByte((byte)connections.Count);
+        var frame = new byte[ConnectionsFrame.SizeFor(connections.Count)];
+        var writer = ConnectionsFrame.Begin(frame, connections.Count);
         foreach (var (sequence, _) in connections)
         {
-            writer.WriteInt32(listenerId);
-            writer.WriteInt64(sequence);
+            ConnectionsFrame.Add(ref writer, listenerId, sequence);
         }
 
-        _peer!.Send(frame, [.. connections.Select(c => c.Fd)]);
+        _peer!.Send(writer.Written, [.. connections.Select(c => c.Fd)]);
     }
 
     /// <summary>
@@ -130,15 +128,17 @@ internal sealed class SupervisorEnd : IAsyncDisposable
 
     private void Record(ReadOnlySpan<byte> frame)
     {
-        var reader = new FrameReader(frame);
-        switch (reader.Type)
+        switch (FrameReader.TypeOf(frame))
         {
             case FrameType.Acks:
+                var reader = AcksFrame.Read(frame, out var count);
                 var acks = new List<(long Sequence, bool Accepted)>();
-                for (var count = reader.ReadUInt16(); count > 0; count--)
+                for (var i = 0; i < count; i++)
                 {
-                    acks.Add((reader.ReadInt64(), reader.ReadByte() == 1));
+                    acks.Add(AcksFrame.Next(ref reader));
                 }
+
+                reader.EnsureEnd();
 
                 if (acks.Any(a => a.Sequence >= FirstMarker))
                 {
@@ -151,7 +151,7 @@ internal sealed class SupervisorEnd : IAsyncDisposable
 
                 break;
             case FrameType.Unbind:
-                _unbound.Add(reader.ReadInt32());
+                _unbound.Add(UnbindFrame.Read(frame));
                 break;
             default:
                 // Status (every second) and the like: not what these tests look at.
@@ -166,26 +166,17 @@ internal sealed class SupervisorEnd : IAsyncDisposable
         var ready = Channel.ReportReadyAsync(WorkerFeatures.None, timeout.Token);
         _peer = new ChannelSocket(await _listener.AcceptAsync(timeout.Token));
         Assert.Equal(FrameType.Hello, await ReceiveTypeAsync(timeout.Token));
-        _peer.Send(Welcome());
+        _peer.Send(WelcomeFrame.Write(new byte[WelcomeFrame.Size], workerId: 0, generation: 1));
         await ready.WaitAsync(timeout.Token);
         Assert.Equal(FrameType.Ready, await ReceiveTypeAsync(timeout.Token));
     }
 
     private async Task<FrameType> ReceiveTypeAsync(CancellationToken cancellationToken)
     {
-        var (status, _, fdCount) = await _peer!.ReceiveOneAsync(_buffer, _fds, cancellationToken);
+        var (status, length, fdCount) = await _peer!.ReceiveOneAsync(_buffer, _fds, cancellationToken);
         ChannelSocket.CloseAll(_fds.AsSpan(0, fdCount));
         Assert.Equal(ReceiveStatus.Frame, status);
-        return (FrameType)_buffer[0];
-    }
-
-    private static byte[] Welcome()
-    {
-        var frame = new byte[9];
-        var writer = new FrameWriter(frame, FrameType.Welcome);
-        writer.WriteInt32(0);
-        writer.WriteInt32(1);
-        return frame;
+        return FrameReader.TypeOf(_buffer.AsSpan(0, length));
     }
 
     // A worker finds its supervisor through the environment. The variable is process-wide: this assembly runs one test at a time.
