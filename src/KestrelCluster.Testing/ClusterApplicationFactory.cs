@@ -261,14 +261,8 @@ public class ClusterApplicationFactory<TEntryPoint> : IAsyncDisposable, IDisposa
     // A command the supervisor refused fails with its message and the cluster's recent output.
     private async Task<T> CommandAsync<T>(Task<T> command)
     {
-        try
-        {
-            return await command.ConfigureAwait(false);
-        }
-        catch (InProcessClusterException ex)
-        {
-            throw Failure(ex.Message);
-        }
+        await CommandAsync((Task)command).ConfigureAwait(false);
+        return await command.ConfigureAwait(false);
     }
 
     private async Task CommandAsync(Task command)

@@ -6,7 +6,7 @@ using KestrelCluster.Supervisor.Distribution;
 namespace KestrelCluster.Supervisor.Admin;
 
 /// <summary>A worker as the metrics see it: published by the supervisor loop once a tick.</summary>
-internal sealed record WorkerMetrics(int Id, int Pid, int Generation, string State, int OpenConnections, long Accepted, int Restarts);
+internal sealed record WorkerMetrics(int Id, int Pid, int Generation, string State, int OpenConnections, long Accepted);
 
 // The supervisor's instruments, on the meter "KestrelCluster" (dotnet-counters, OpenTelemetry); /metrics renders the
 // same instruments. Names and tags follow OpenTelemetry's semantic conventions (kestrel.* is the model): dotted

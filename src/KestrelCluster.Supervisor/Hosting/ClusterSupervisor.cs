@@ -607,7 +607,7 @@ internal sealed partial class ClusterSupervisor : IWorkerSessionHandler, IDispos
     private void PublishStatus()
     {
         var rows = ListWorkers();
-        _metrics.Publish([.. rows.Select(r => new WorkerMetrics(r.Id, r.Pid, r.Generation, r.State, r.OpenConnections, r.TotalConnections, r.Restarts))]);
+        _metrics.Publish([.. rows.Select(r => new WorkerMetrics(r.Id, r.Pid, r.Generation, r.State, r.OpenConnections, r.TotalConnections))]);
         var failing = _slots.Where(s => s.IsFailing).Select(s => $"worker {s.Id} ({s.LastFailure})").ToList();
         _failingSummary = failing.Count == 0 ? null : string.Join(", ", failing);
     }

@@ -92,18 +92,18 @@ internal sealed class InProcessCluster : IAsyncDisposable
     };
 }
 
-/// <summary>What <see cref="InProcessCluster.StartAsync"/> needs: the app and the few settings a test chooses.</summary>
+/// <summary>What <see cref="InProcessCluster.StartAsync"/> needs: the app and the few settings a test chooses (their defaults are the factory's).</summary>
 internal sealed record InProcessClusterOptions(string AppDll, string AppName, string WorkingDirectory, string RuntimeRoot)
 {
-    public IReadOnlyDictionary<string, string?> Variables { get; init; } = new Dictionary<string, string?>();
+    public required IReadOnlyDictionary<string, string?> Variables { get; init; }
 
-    public int Workers { get; init; } = 2;
+    public required int Workers { get; init; }
 
-    public string Urls { get; init; } = "http://127.0.0.1:0";
+    public required string Urls { get; init; }
 
-    public TimeSpan ReadyTimeout { get; init; } = TimeSpan.FromSeconds(RunOptions.DefaultReadyTimeoutSeconds);
+    public required TimeSpan ReadyTimeout { get; init; }
 
-    public TimeSpan KillTimeout { get; init; } = TimeSpan.FromSeconds(RunOptions.DefaultKillTimeoutSeconds);
+    public required TimeSpan KillTimeout { get; init; }
 }
 
 /// <summary>One row of <see cref="InProcessCluster.ListAsync"/>; <see cref="Pid"/> is 0 for a slot with no process.</summary>

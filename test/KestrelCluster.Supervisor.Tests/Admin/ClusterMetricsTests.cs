@@ -120,7 +120,7 @@ public sealed class ClusterMetricsTests
         metrics.ConnectionsAccepted(1);
         metrics.ConnectionsAccepted(1);
         metrics.WorkerRestarted();
-        metrics.Publish([new WorkerMetrics(0, 100, 2, "ready", 3, 10, 0), new WorkerMetrics(1, 101, 2, "starting", 0, 0, 1)]);
+        metrics.Publish([new WorkerMetrics(0, 100, 2, "ready", 3, 10), new WorkerMetrics(1, 101, 2, "starting", 0, 0)]);
         return metrics;
     }
 
