@@ -9,7 +9,6 @@ using KestrelCluster.Supervisor.Logging;
 using KestrelCluster.Supervisor.Output;
 using KestrelCluster.Supervisor.Runtime;
 using KestrelCluster.Supervisor.Upgrade;
-using KestrelCluster.Supervisor.Workers;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Console;
 
@@ -140,7 +139,7 @@ internal static class Program
             RunSettings.ApplyLayers(options, Environment.GetEnvironmentVariable, AppFolder(options));
             host = await ClusterHost.StartAsync(options, loggerFactory, stdout, Console.Error, stopping.Token, handover: handover).ConfigureAwait(false);
         }
-        catch (Exception ex) when (ex is CommandLineException or ClusterAlreadyRunningException or RuntimeFolderException or BuildFailedException)
+        catch (Exception ex) when (ClusterHost.IsRefusedStart(ex))
         {
             // The cluster never started: exit 2, for bad input and these alike.
             return Error(ex.Message, UsageError);

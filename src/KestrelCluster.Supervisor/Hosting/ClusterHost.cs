@@ -40,6 +40,10 @@ internal sealed class ClusterHost : IAsyncDisposable
 
     public IReadOnlyList<string> ListenAddresses => _supervisor.ListenAddresses;
 
+    /// <summary>The failures of <see cref="StartAsync"/> that leave nothing started: said in one line, the run never began.</summary>
+    public static bool IsRefusedStart(Exception exception)
+        => exception is CommandLineException or ClusterAlreadyRunningException or RuntimeFolderException or BuildFailedException;
+
     /// <summary>
     /// Resolves the workers' command (unless given), creates the runtime folder, publishes a --project app into it
     /// and starts the supervisor. Throws <see cref="CommandLineException"/> for bad input, <see cref="BuildFailedException"/>,

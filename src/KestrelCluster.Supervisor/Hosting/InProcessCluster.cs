@@ -1,7 +1,6 @@
 using KestrelCluster.Protocol;
 using KestrelCluster.Supervisor.Cli;
 using KestrelCluster.Supervisor.Control;
-using KestrelCluster.Supervisor.Runtime;
 using KestrelCluster.Supervisor.Workers;
 using Microsoft.Extensions.Logging;
 
@@ -52,7 +51,7 @@ internal sealed class InProcessCluster : IAsyncDisposable
             // Never cancelled: the cluster stops through DisposeAsync.
             return new InProcessCluster(await ClusterHost.StartAsync(run, loggerFactory, output, error, CancellationToken.None, command, options.RuntimeRoot).ConfigureAwait(false));
         }
-        catch (Exception ex) when (ex is CommandLineException or ClusterAlreadyRunningException or RuntimeFolderException or BuildFailedException)
+        catch (Exception ex) when (ClusterHost.IsRefusedStart(ex))
         {
             throw new InProcessClusterException(ex.Message, ex);
         }
